@@ -1,0 +1,97 @@
+"""Streaming JSON-lines I/O for scene graphs (one SceneGraph JSON v1 document per line).
+
+Reading is streaming and line-local: a bad line (invalid UTF-8, truncated JSON, a schema error) is
+reported as ``line N: field: reason`` and never affects its neighbours. Writing is atomic
+(temporary file + rename), so a crash never leaves a half-written file behind.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+from pathlib import Path
+from typing import IO, Callable, Iterable, Iterator, Union
+
+from .scene_graph import SceneGraph, SceneGraphError
+
+__all__ = ["read_jsonl", "iter_jsonl", "write_jsonl", "atomic_write"]
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+
+def iter_jsonl(source: PathLike | IO[bytes] | IO[str]) -> Iterator[tuple[int, SceneGraph | SceneGraphError]]:
+    """Yield ``(line_number, graph_or_error)`` for every non-blank line (1-based line numbers).
+
+    Errors are yielded, not raised, with their field prefixed by ``line N``. Blank lines are skipped.
+    """
+    own = not hasattr(source, "read")
+    f = open(source, "rb") if own else source  # type: ignore[arg-type]
+    try:
+        for lineno, raw in enumerate(f, start=1):
+            if isinstance(raw, str):
+                raw = raw.encode("utf-8", "surrogatepass")
+            if not raw.strip():
+                continue
+            try:
+                yield lineno, SceneGraph.from_json(raw)
+            except SceneGraphError as e:
+                yield lineno, e.with_prefix(f"line {lineno}:")
+    finally:
+        if own:
+            f.close()
+
+
+def read_jsonl(
+    source: PathLike | IO[bytes] | IO[str],
+    on_error: Callable[[int, SceneGraphError], None] | None = None,
+) -> Iterator[SceneGraph]:
+    """Stream the scene graphs of a JSONL file.
+
+    Args:
+        source: a path or an open file (binary or text).
+        on_error: called as ``on_error(line_number, error)`` for a bad line, which is then skipped.
+            When ``None`` (default) the first bad line raises ``SceneGraphError("line N: field: reason")``.
+    """
+    for lineno, item in iter_jsonl(source):
+        if isinstance(item, SceneGraphError):
+            if on_error is None:
+                raise item
+            on_error(lineno, item)
+            continue
+        yield item
+
+
+def atomic_write(path: PathLike, data: bytes | str) -> None:
+    """Write ``data`` to ``path`` atomically: a temporary file in the same folder, fsync, then rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data.encode("utf-8") if isinstance(data, str) else data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def write_jsonl(target: PathLike | IO[str], graphs: Iterable[SceneGraph]) -> int:
+    """Write graphs as JSON lines; returns the number written.
+
+    A path is written atomically (temp file + rename, so readers never see a partial file); an open
+    text file is written to directly.
+    """
+    if hasattr(target, "write"):
+        n = 0
+        for g in graphs:
+            target.write(g.to_json() + "\n")  # type: ignore[union-attr]
+            n += 1
+        return n
+    buf = io.StringIO()
+    n = write_jsonl(buf, graphs)
+    atomic_write(target, buf.getvalue())  # type: ignore[arg-type]
+    return n
