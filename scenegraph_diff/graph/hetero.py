@@ -220,9 +220,12 @@ def collate(
                 continue
             slice_dict[nt][key] = ptrs[nt] if isinstance(store[key], Tensor) else ptr_scene
             inc_dict[nt][key] = torch.zeros(num_graphs, dtype=long) if isinstance(store[key], Tensor) else None
+    # Every edge type has exactly one edge per node of one endpoint type: that type's ptr slices it.
+    edges_per = {HAS: ATTRIBUTE, SUBJ: RELATION, OBJ: RELATION, OBJECT_IN: OBJECT, RELATION_IN: RELATION,
+                 ATTRIBUTE_IN: ATTRIBUTE}
     for et in EDGE_TYPES:
         src, _, dst = et
-        slice_dict[et] = {"edge_index": ptrs[src] if et != OBJ else ptr_rel}
+        slice_dict[et] = {"edge_index": ptrs[edges_per[et]]}
         inc_dict[et] = {"edge_index": torch.stack([ptrs[src][:-1], ptrs[dst][:-1]], dim=1).unsqueeze(-1)}
     batch._slice_dict = slice_dict
     batch._inc_dict = inc_dict
