@@ -279,8 +279,14 @@ def _graph_from_stores(data: "HeteroData", text: str | None, o_rng: tuple[int, i
 
 def from_hetero_data(data: "HeteroData") -> SceneGraph:
     """Inverse of :func:`to_hetero_data` (needs the ``names`` stores it writes)."""
-    n_o, n_a, n_r = (data[nt].num_nodes or 0 for nt in (OBJECT, ATTRIBUTE, RELATION))
+    def count(nt: str) -> int:
+        names = data[nt].names if "names" in data[nt] else []
+        return sum(len(x) for x in names) if names and isinstance(names[0], list) else len(names)
+
+    n_o, n_a, n_r = count(OBJECT), count(ATTRIBUTE), count(RELATION)
     text = data.text if "text" in data and bool(data.has_text.reshape(-1)[0]) else None
+    if isinstance(text, list):  # a one-graph slice of a batch
+        text = text[0]
     return _graph_from_stores(data, text, (0, n_o), (0, n_a), (0, n_r))
 
 
