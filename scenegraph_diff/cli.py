@@ -1,0 +1,217 @@
+"""The ``scenegraph-diff`` command line.
+
+Only this module reads argv. Each subcommand is a pair of functions: ``_add_<name>(sub)`` registers its
+parser and ``_run_<name>(args) -> int`` turns the arguments into library calls. The ``COMMANDS`` registry at
+the bottom lists them. Heavy imports happen inside ``_run_*`` so ``--help`` stays instant.
+
+Conventions (DESIGN.md): machine-readable output on stdout or ``--output``; progress bars and messages
+on stderr; bad input gives a one-line error and a non-zero exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Callable, Sequence
+
+from . import __version__
+from .graph.scene_graph import SceneGraphError
+
+log = logging.getLogger("scenegraph_diff")
+
+
+class CLIError(Exception):
+    """A user error: printed as one line, exit code 2."""
+
+
+def _set_threads(n: int) -> None:
+    """Fix torch's intra-op thread count (benchmarks on a shared box need a stated, fixed count)."""
+    if n < 1:
+        raise CLIError(f"--threads must be >= 1, got {n}")
+    os.environ.setdefault("OMP_NUM_THREADS", str(n))
+    import torch
+
+    torch.set_num_threads(n)
+
+
+def _add_threads(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1; measured fastest on a loaded 2-core box)")
+
+
+def _read_graphs(path: str, errors: list[str] | None = None) -> list:
+    from .graph import read_jsonl
+
+    p = Path(path)
+    if not p.is_file():
+        raise CLIError(f"input file not found: {path}")
+
+    def on_error(lineno: int, err: SceneGraphError) -> None:
+        if errors is None:
+            raise err
+        errors.append(str(err))
+
+    return list(read_jsonl(p, on_error=on_error))
+
+
+# ---------------------------------------------------------------------------------------------- validate
+def _add_validate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("validate", help="check a SceneGraph JSONL file; report every bad line",
+                       description="Validate SceneGraph JSON v1 lines. Prints 'line N: field: reason' for each bad "
+                                   "line (stderr) and a JSON summary (stdout). Exit 1 if any line is bad.")
+    p.add_argument("file", help="JSONL file, one SceneGraph JSON per line")
+
+
+def _run_validate(args: argparse.Namespace) -> int:
+    from .graph import iter_jsonl
+
+    if not Path(args.file).is_file():
+        raise CLIError(f"input file not found: {args.file}")
+    good = bad = 0
+    for _, item in iter_jsonl(args.file):
+        if isinstance(item, SceneGraphError):
+            bad += 1
+            print(str(item), file=sys.stderr)
+        else:
+            good += 1
+    print(json.dumps({"file": args.file, "valid": good, "invalid": bad}))
+    return 1 if bad else 0
+
+
+# ---------------------------------------------------------------------------------------------- draw
+def _add_draw(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("draw", help="draw each graph of a JSONL file to PNG",
+                       description="Draw scene graphs (objects with attributes, directed labelled relations) to "
+                                   "DIR/00000.png, DIR/00001.png, ... in input order.")
+    p.add_argument("file", help="SceneGraph JSONL file")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--limit", type=int, default=None, help="draw at most this many graphs")
+    p.add_argument("--dpi", type=int, default=100)
+
+
+def _run_draw(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from .graph.draw import draw
+
+    graphs = _read_graphs(args.file)
+    if args.limit is not None:
+        graphs = graphs[: args.limit]
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i, g in enumerate(tqdm(graphs, desc="draw", unit="graph", file=sys.stderr, disable=len(graphs) < 20)):
+        path = out / f"{i:05d}.png"
+        draw(g, path, dpi=args.dpi)
+        paths.append(str(path))
+    print(json.dumps({"drawn": len(paths), "out": str(out)}))
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------- convert
+def _add_convert(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("convert", help="convert between SceneGraph JSONL and networkx GraphML",
+                       description="JSONL -> GraphML: writes DIR/00000.graphml, ... (one file per graph). "
+                                   "GraphML (files or folders of *.graphml, sorted by name) -> JSONL.")
+    p.add_argument("inputs", nargs="+", help="a .jsonl file, or .graphml files / folders")
+    p.add_argument("--output", "-o", required=True, help="output folder (to GraphML) or .jsonl file (to JSONL)")
+
+
+def _run_convert(args: argparse.Namespace) -> int:
+    from .graph.nx import read_graphml, write_graphml
+    from .graph import write_jsonl
+
+    ins = [Path(x) for x in args.inputs]
+    if len(ins) == 1 and ins[0].suffix == ".jsonl":
+        graphs = _read_graphs(str(ins[0]))
+        out = Path(args.output)
+        out.mkdir(parents=True, exist_ok=True)
+        for i, g in enumerate(graphs):
+            write_graphml(g, out / f"{i:05d}.graphml")
+        print(json.dumps({"converted": len(graphs), "to": "graphml", "out": str(out)}))
+        return 0
+    files: list[Path] = []
+    for p in ins:
+        if p.is_dir():
+            files.extend(sorted(p.glob("*.graphml")))
+        elif p.is_file() and p.suffix == ".graphml":
+            files.append(p)
+        else:
+            raise CLIError(f"not a .jsonl file, .graphml file or folder: {p}")
+    if not args.output.endswith(".jsonl"):
+        raise CLIError(f"--output must be a .jsonl file when converting GraphML, got {args.output}")
+    graphs = []
+    for f in files:
+        try:
+            graphs.append(read_graphml(f))
+        except SceneGraphError as e:
+            raise CLIError(f"{f}: {e}") from None
+    n = write_jsonl(args.output, graphs)
+    print(json.dumps({"converted": n, "to": "jsonl", "out": args.output}))
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------- demo
+def _add_demo(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("demo", help="a tour: example graphs -> validation -> HeteroData batch -> encoding -> drawings",
+                       description="Load the bundled example graphs, round-trip them through JSON, HeteroData, "
+                                   "networkx and the dense form, batch and embed them, and draw them to PNG.")
+    p.add_argument("--out", default="out/demo", help="output folder for the drawings and a summary.json")
+    _add_threads(p)
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    _set_threads(args.threads)
+    from .demo import run_demo
+
+    summary = run_demo(Path(args.out))
+    print(json.dumps(summary, indent=1))
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------- registry
+# (name, add_parser, run). Add new subcommands here.
+COMMANDS: list[tuple[str, Callable[[argparse._SubParsersAction], None], Callable[[argparse.Namespace], int]]] = [
+    ("validate", _add_validate, _run_validate),
+    ("draw", _add_draw, _run_draw),
+    ("convert", _add_convert, _run_convert),
+    ("demo", _add_demo, _run_demo),
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="scenegraph-diff",
+        description="Relation-aware text-to-image generation with scene graphs (PyG + diffusers).",
+    )
+    parser.add_argument("--version", action="version", version=f"scenegraph-diff {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level on stderr")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for _name, add, _run in COMMANDS:
+        add(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if not args.command:
+        parser.print_help(sys.stderr)
+        return 2
+    run = {name: r for name, _a, r in COMMANDS}[args.command]
+    try:
+        return int(run(args) or 0)
+    except (CLIError, SceneGraphError, FileNotFoundError, IsADirectoryError, PermissionError) as e:
+        print(f"scenegraph-diff {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"scenegraph-diff {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
