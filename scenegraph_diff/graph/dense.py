@@ -34,7 +34,7 @@ class DenseGraph(NamedTuple):
     X: Tensor  # [B, N, Co + Ca] float
     E: Tensor  # [B, N, N, P + 1] float
     node_mask: Tensor  # [B, N] bool
-    boxes: Tensor  # [B, N, 4] float
+    boxes: Tensor  # [B, N, 4] float64
     has_box: Tensor  # [B, N] bool
 
 
@@ -57,7 +57,7 @@ def to_dense(
     X = torch.zeros(B, N, Co + Ca, dtype=dtype)
     E = torch.zeros(B, N, N, P + 1, dtype=dtype)
     node_mask = torch.zeros(B, N, dtype=torch.bool)
-    boxes = torch.zeros(B, N, 4, dtype=dtype)
+    boxes = torch.zeros(B, N, 4, dtype=torch.float64)  # float64: boxes survive the round trip exactly
     has_box = torch.zeros(B, N, dtype=torch.bool)
     # Gather all indices in Python lists, then scatter once per tensor.
     xb, xi, xc = [], [], []
@@ -71,7 +71,7 @@ def to_dense(
             for a in vocab.indices("attribute", list(o.attributes)):
                 xb.append(b), xi.append(i), xc.append(Co + a)
             if o.box is not None:
-                boxes[b, i] = torch.tensor(o.box, dtype=dtype)
+                boxes[b, i] = torch.tensor(o.box, dtype=torch.float64)
                 has_box[b, i] = True
         for r, p in zip(g.relations, vocab.indices("predicate", [r.predicate for r in g.relations])):
             eb.append(b), es.append(r.subject), eo.append(r.object), ec.append(1 + p)

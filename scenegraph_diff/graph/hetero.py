@@ -13,7 +13,8 @@ Direction carries meaning: subject -> relation -> object. Per node type the stor
     x        [n, D] float   label embedding (when an embedder is given; the scene node gets zeros)
     label    [n]    long    vocabulary id (when a vocabulary is given; 0 = unknown)
     names    list[str]      the labels (object names, attributes, predicates); a batch keeps one list per graph
-    box      [n, 4] float   objects only, (x0, y0, x1, y1); zeros where ``has_box`` is False
+    box      [n, 4] float64 objects only, (x0, y0, x1, y1); zeros where ``has_box`` is False (float64 keeps
+                            JSON boxes exact; cast with ``.float()`` for models)
     has_box  [n]    bool    objects only
     span     [n, 2] long    objects and relations; -1 where the graph has no span
 and the graph stores ``text`` (a string, "" when absent) and ``has_text`` ``[1]`` bool. This is enough to
@@ -122,7 +123,7 @@ def _fill(data: "HeteroData", f: dict, num_graphs: int, embedder: LabelEmbedder 
     data[OBJECT].names = f["obj_names"]
     data[ATTRIBUTE].names = f["attr_names"]
     data[RELATION].names = f["rel_names"]
-    data[OBJECT].box = torch.tensor(f["boxes"], dtype=torch.float).reshape(n_obj, 4)
+    data[OBJECT].box = torch.tensor(f["boxes"], dtype=torch.float64).reshape(n_obj, 4)  # float64: lossless
     data[OBJECT].has_box = torch.tensor(f["has_box"], dtype=torch.bool)
     data[OBJECT].span = torch.tensor(f["obj_span"], dtype=long).reshape(n_obj, 2)
     data[RELATION].span = torch.tensor(f["rel_span"], dtype=long).reshape(n_rel, 2)

@@ -1,0 +1,74 @@
+"""Draw a scene graph to PNG: objects (with attributes) as boxes, relations as labelled ellipses, arrows
+subject -> relation -> object. matplotlib is imported lazily (Agg backend, no display needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import networkx as nx
+
+from .scene_graph import SceneGraph
+
+__all__ = ["draw", "layout"]
+
+
+def layout(graph: SceneGraph, seed: int = 0) -> dict[tuple[str, int], tuple[float, float]]:
+    """Deterministic positions for object nodes ``("o", i)`` and relation nodes ``("r", k)``."""
+    g = nx.DiGraph()
+    for i in range(graph.num_objects):
+        g.add_node(("o", i))
+    for k, r in enumerate(graph.relations):
+        g.add_edge(("o", r.subject), ("r", k))
+        g.add_edge(("r", k), ("o", r.object))
+    if g.number_of_nodes() == 0:
+        return {}
+    if g.number_of_nodes() == 1:
+        return {n: (0.0, 0.0) for n in g.nodes}
+    pos = nx.spring_layout(g, seed=seed, k=1.5 / max(1, g.number_of_nodes()) ** 0.5, iterations=200)
+    return {n: (float(x), float(y)) for n, (x, y) in pos.items()}
+
+
+def draw(graph: SceneGraph, path: str | Path | None = None, dpi: int = 100, title: str | None = None) -> Any:
+    """Render ``graph``; save to ``path`` (PNG) when given. Returns the matplotlib figure (closed if saved)."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import FancyArrowPatch
+
+    pos = layout(graph)
+    n = graph.num_objects + graph.num_relations
+    size = min(12.0, 3.0 + 0.6 * n ** 0.5 * 2)
+    fig, ax = plt.subplots(figsize=(size, size * 0.75), dpi=dpi)
+    ax.set_axis_off()
+    caption = title if title is not None else graph.text
+    if caption:
+        ax.set_title(caption if len(caption) < 90 else caption[:87] + "...", fontsize=9)
+    if not pos:
+        ax.text(0.5, 0.5, "(empty graph)", ha="center", va="center", transform=ax.transAxes, color="grey")
+    texts = {}
+    for i, o in enumerate(graph.objects):
+        label = o.name + (f"\n({', '.join(o.attributes)})" if o.attributes else "")
+        x, y = pos[("o", i)]
+        texts[("o", i)] = ax.text(x, y, label, ha="center", va="center", fontsize=9, zorder=3,
+                                  bbox=dict(boxstyle="round,pad=0.4", fc="#dbe9f6", ec="#3b6ea5"))
+    for k, r in enumerate(graph.relations):
+        x, y = pos[("r", k)]
+        texts[("r", k)] = ax.text(x, y, r.predicate, ha="center", va="center", fontsize=8, zorder=3, style="italic",
+                                  bbox=dict(boxstyle="ellipse,pad=0.3", fc="#fbe5c8", ec="#c07a1e"))
+    for k, r in enumerate(graph.relations):
+        for a, b in ((("o", r.subject), ("r", k)), (("r", k), ("o", r.object))):
+            ax.add_patch(FancyArrowPatch(pos[a], pos[b], arrowstyle="-|>", mutation_scale=12, color="#555555",
+                                         shrinkA=14, shrinkB=14, zorder=2, connectionstyle="arc3,rad=0.08"))
+    if pos:
+        xs = [p[0] for p in pos.values()]
+        ys = [p[1] for p in pos.values()]
+        pad = 0.35
+        ax.set_xlim(min(xs) - pad, max(xs) + pad)
+        ax.set_ylim(min(ys) - pad, max(ys) + pad)
+    if path is not None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=dpi, bbox_inches="tight")
+        plt.close(fig)
+    return fig
