@@ -172,6 +172,45 @@ def _run_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------------------------- parse
+def _add_parse(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("parse", help="parse text into scene graphs (SceneGraph JSON v1 lines)",
+                       description="Parse texts (arguments, or --input .txt/.jsonl/.csv) into SceneGraph JSON v1, "
+                                   "one line per text in input order, on stdout or --output.")
+    p.add_argument("texts", nargs="*", help="texts to parse")
+    p.add_argument("--input", "-i", default=None, help=".txt (one per line), .jsonl ({\"text\": ...}) or .csv file")
+    p.add_argument("--output", "-o", default=None, help="write JSON lines here instead of stdout")
+    p.add_argument("--backend", default="auto", choices=["auto", "learned", "rules"],
+                   help="auto = learned parser if its weights are bundled, else rules")
+    p.add_argument("--batch-size", type=int, default=256)
+    _add_threads(p)
+
+
+def _run_parse(args: argparse.Namespace) -> int:
+    if args.texts and args.input:
+        raise CLIError("give texts as arguments or --input, not both")
+    if not args.texts and not args.input:
+        raise CLIError("nothing to parse: give texts as arguments or --input FILE")
+    if args.batch_size < 1:
+        raise CLIError(f"--batch-size must be >= 1, got {args.batch_size}")
+    _set_threads(args.threads)
+    from .graph import write_jsonl
+    from .parsing import parse_batch
+    from .parsing.io import read_texts
+
+    try:
+        texts = read_texts(args.input) if args.input else list(args.texts)
+    except ValueError as e:
+        raise CLIError(str(e)) from None
+    graphs = parse_batch(texts, batch_size=args.batch_size, backend=args.backend)
+    if args.output:
+        write_jsonl(args.output, graphs)
+        print(json.dumps({"parsed": len(graphs), "out": args.output}), file=sys.stderr)
+    else:
+        sys.stdout.write("".join(g.to_json() + "\n" for g in graphs))
+    return 0
+
+
 # ---------------------------------------------------------------------------------------------- registry
 # (name, add_parser, run). Add new subcommands here.
 COMMANDS: list[tuple[str, Callable[[argparse._SubParsersAction], None], Callable[[argparse.Namespace], int]]] = [
@@ -179,6 +218,7 @@ COMMANDS: list[tuple[str, Callable[[argparse._SubParsersAction], None], Callable
     ("draw", _add_draw, _run_draw),
     ("convert", _add_convert, _run_convert),
     ("demo", _add_demo, _run_demo),
+    ("parse", _add_parse, _run_parse),
 ]
 
 

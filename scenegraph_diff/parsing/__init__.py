@@ -1,0 +1,125 @@
+"""Text -> scene graph parsing.
+
+    >>> from scenegraph_diff import parse
+    >>> parse("a red circle to the left of a blue square").triplets()
+    [('circle', 'left of', 'square')]
+
+Backends (one per file), all implementing the :class:`Parser` protocol:
+
+- ``"learned"`` — :class:`~.learned.LearnedParser`, a BiLSTM tagger + pairwise relation classifier
+  trained on FACTUAL (``python -m scenegraph_diff.parsing.train``), weights bundled under
+  ``scenegraph_diff/assets/parser/``;
+- ``"rules"`` — :class:`~.rules.RuleBasedParser`, dependency-free, the fallback when weights are absent.
+
+``backend="auto"`` (the default) picks the learned parser when its weights are present.
+Shapes-world captions (SHAPES.md) always map to the canonical graph, whatever the backend.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from ..graph.scene_graph import SceneGraph
+from .base import Parser
+from .rules import RuleBasedParser
+
+__all__ = ["Parser", "RuleBasedParser", "LearnedParser", "load_parser", "parse", "parse_batch", "BACKENDS", "weights_available"]
+
+log = logging.getLogger(__name__)
+
+BACKENDS = ("auto", "learned", "rules")
+DEFAULT_WEIGHTS = Path(__file__).resolve().parent.parent / "assets" / "parser"
+
+
+def __getattr__(name: str):
+    if name == "LearnedParser":
+        from .learned import LearnedParser
+
+        return LearnedParser
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def load_parser(backend: str = "auto", weights: str | None = None) -> Parser:
+    """Build a parser.
+
+    Args:
+        backend: ``"auto"`` (learned if its weights exist, else rules), ``"learned"`` or ``"rules"``.
+        weights: folder with ``model.safetensors`` + ``config.json`` for the learned backend
+            (default: the bundled ``assets/parser``).
+
+    Raises:
+        ValueError: unknown backend.
+        FileNotFoundError: ``backend="learned"`` and no weights.
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if backend == "rules":
+        return RuleBasedParser()
+    if backend == "auto" and not weights_available(weights):
+        log.info("learned parser weights not found; using the rule-based parser")
+        return RuleBasedParser()
+    from .learned import LearnedParser
+
+    return LearnedParser.from_pretrained(weights)
+
+
+def weights_available(weights: str | None = None) -> bool:
+    """Whether the learned backend's weights exist (``None``: the bundled ``assets/parser``)."""
+    folder = Path(weights) if weights is not None else DEFAULT_WEIGHTS
+    return (folder / "model.safetensors").is_file() and (folder / "config.json").is_file()
+
+
+@functools.lru_cache(maxsize=4)
+def _default_parser(backend: str) -> Parser:
+    # The one cache in this package: loading weights per call would dominate parse(text).
+    return load_parser(backend)
+
+
+def parse(text: str, backend: str = "auto") -> SceneGraph:
+    """Parse one text into a :class:`SceneGraph` (with ``text`` and character spans).
+
+    Raises:
+        TypeError: ``text`` is not a string.
+    """
+    if not isinstance(text, str):
+        raise TypeError(f"text must be a str, got {type(text).__name__} {text!r:.60}")
+    return _default_parser(backend).parse(text)
+
+
+def parse_batch(
+    texts: Sequence[str], batch_size: int = 256, backend: str = "auto", progress: bool | None = None
+) -> list[SceneGraph]:
+    """Parse many texts (in order). Batched for the learned backend.
+
+    Args:
+        texts: the inputs.
+        batch_size: texts per forward pass.
+        backend: see :func:`load_parser`.
+        progress: show a tqdm bar on stderr; ``None`` = only for more than 2,000 texts.
+    """
+    if isinstance(texts, str):
+        raise TypeError("texts must be a sequence of strings, not a single str (use parse())")
+    for i, t in enumerate(texts):
+        if not isinstance(t, str):
+            raise TypeError(f"texts[{i}] must be a str, got {type(t).__name__} {t!r:.60}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    parser = _default_parser(backend)
+    texts = list(texts)
+    show = len(texts) > 2000 if progress is None else progress
+    if not show:
+        return parser.parse_batch(texts, batch_size=batch_size)
+    from tqdm import tqdm
+
+    out: list[SceneGraph] = []
+    chunk = max(batch_size, 1024)
+    with tqdm(total=len(texts), desc="parse", unit="text", file=sys.stderr) as bar:
+        for i in range(0, len(texts), chunk):
+            part = texts[i : i + chunk]
+            out.extend(parser.parse_batch(part, batch_size=batch_size))
+            bar.update(len(part))
+    return out
