@@ -19,7 +19,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 test: setup
-	OMP_NUM_THREADS=$(THREADS) $(BIN)/python -m pytest
+	OMP_NUM_THREADS=$(THREADS) $(BIN)/python -m pytest -q
 
 test-slow: setup
 	OMP_NUM_THREADS=$(THREADS) $(BIN)/python -m pytest -m slow

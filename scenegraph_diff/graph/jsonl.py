@@ -36,7 +36,9 @@ def iter_jsonl(source: PathLike | IO[bytes] | IO[str]) -> Iterator[tuple[int, Sc
             try:
                 yield lineno, SceneGraph.from_json(raw)
             except SceneGraphError as e:
-                yield lineno, e.with_prefix(f"line {lineno}:")
+                err = SceneGraphError(f"line {lineno}: {e.field}", e.reason)
+                err.line = lineno  # type: ignore[attr-defined]
+                yield lineno, err
     finally:
         if own:
             f.close()

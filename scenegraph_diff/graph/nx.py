@@ -6,12 +6,14 @@ list, so order survives) and ``span`` when present; the graph attribute ``text``
 edges (several predicates between one pair) are kept: that is why the graph is a ``MultiDiGraph``.
 
 GraphML only stores scalars, so :func:`write_graphml` stores lists as JSON strings and
-:func:`read_graphml` decodes them.
+:func:`read_graphml` decodes them. XML 1.0 cannot hold most control characters; a graph whose labels or
+text contain one is written with every string JSON-encoded and the graph attribute ``json_strings=true``.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -77,18 +79,36 @@ def from_networkx(g: nx.Graph) -> SceneGraph:
 
 
 _JSON_KEYS = ("attributes", "box", "span")
+_STRING_KEYS = ("name", "predicate", "text")
+_XML_INVALID = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def _needs_escaping(graph: SceneGraph) -> bool:
+    strings = [graph.text or ""] + [o.name for o in graph.objects] + [a for o in graph.objects for a in o.attributes]
+    strings += [r.predicate for r in graph.relations]
+    return any(_XML_INVALID.search(s) for s in strings)
 
 
 def write_graphml(graph: SceneGraph, path: str | Path) -> None:
     """Write one scene graph as GraphML (list-valued attributes JSON-encoded)."""
     g = to_networkx(graph)
+    escape = _needs_escaping(graph)
+    ascii_ = escape  # json.dumps with ensure_ascii escapes control characters as \uXXXX
     for _, d in g.nodes(data=True):
         for key in _JSON_KEYS:
             if key in d:
-                d[key] = json.dumps(d[key], ensure_ascii=False)
+                d[key] = json.dumps(d[key], ensure_ascii=ascii_)
+        if escape:
+            d["name"] = json.dumps(d["name"])
     for _, _, d in g.edges(data=True):
         if "span" in d:
             d["span"] = json.dumps(d["span"])
+        if escape:
+            d["predicate"] = json.dumps(d["predicate"])
+    if escape:
+        g.graph["json_strings"] = True
+        if "text" in g.graph:
+            g.graph["text"] = json.dumps(g.graph["text"])
     from .jsonl import atomic_write
 
     atomic_write(path, "\n".join(nx.generate_graphml(g, named_key_ids=True)) + "\n")
@@ -100,7 +120,12 @@ def read_graphml(path: str | Path) -> SceneGraph:
         g = nx.read_graphml(str(path), node_type=int, force_multigraph=True)
     except Exception as e:  # networkx raises a variety of parse errors
         raise SceneGraphError("graphml", f"cannot read {path}: {e}") from None
+    escaped = bool(g.graph.pop("json_strings", False))
+    if escaped and "text" in g.graph:
+        g.graph["text"] = json.loads(g.graph["text"])
     for i, d in g.nodes(data=True):
+        if escaped and isinstance(d.get("name"), str):
+            d["name"] = json.loads(d["name"])
         for key in _JSON_KEYS:
             if key in d and isinstance(d[key], str):
                 try:
@@ -108,6 +133,8 @@ def read_graphml(path: str | Path) -> SceneGraph:
                 except json.JSONDecodeError:
                     raise SceneGraphError(f"nodes[{i}].{key}", f"not a JSON list: {d[key]!r:.60}") from None
     for _, _, d in g.edges(data=True):
+        if escaped and isinstance(d.get("predicate"), str):
+            d["predicate"] = json.loads(d["predicate"])
         if isinstance(d.get("span"), str):
             d["span"] = json.loads(d["span"])
         if "index" in d:
