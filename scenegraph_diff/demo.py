@@ -66,7 +66,7 @@ def _encode(graphs: list, embedder: Any) -> dict[str, Any] | None:
     """Encode with an untrained SceneGraphEncoder (if the nn package provides one): direction check."""
     try:
         from .nn import SceneGraphEncoder
-    except Exception:  # the encoder is optional for the demo
+    except ImportError:  # the encoder needs diffusers (a core dependency, but keep the tour robust)
         return None
     import torch
 
@@ -76,10 +76,7 @@ def _encode(graphs: list, embedder: Any) -> dict[str, Any] | None:
     for layer in ("hgcn", "rhgnn"):
         with torch.random.fork_rng():  # seeded weights without touching the caller's global RNG
             torch.manual_seed(0)
-            try:
-                enc = SceneGraphEncoder(in_dim=embedder.dim, hidden_dim=64, layer_type=layer)
-            except TypeError:
-                return None
+            enc = SceneGraphEncoder(in_channels=embedder.dim, hidden_channels=64, out_channels=32, conv=layer)
         enc.eval()
         with torch.no_grad():
             scene = enc(collate(graphs, embedder=embedder)).scene_embedding
