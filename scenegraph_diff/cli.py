@@ -211,6 +211,26 @@ def _run_parse(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------------------------- preprocess
+def _add_preprocess(sub: argparse._SubParsersAction) -> None:
+    from .data.preprocess import add_preprocess_arguments
+
+    p = sub.add_parser("preprocess", help="convert VRD / Visual Genome / COCO / FACTUAL / caption corpora to SceneGraph JSONL shards",
+                       description="Resumable, sharded conversion of datasets to SceneGraph JSON v1 JSONL shards + vocab.json + "
+                                   "manifest.json. Re-run the same command to resume. Exit 1 if malformed records were skipped.")
+    add_preprocess_arguments(p)
+
+
+def _run_preprocess(args: argparse.Namespace) -> int:
+    from .data.preprocess import run_preprocess
+    from .data.readers import JSONStreamError
+
+    try:
+        return run_preprocess(args, command=[os.path.basename(sys.argv[0]), *sys.argv[1:]])
+    except (ValueError, FileExistsError, JSONStreamError) as e:
+        raise CLIError(str(e)) from None
+
+
 # ---------------------------------------------------------------------------------------------- registry
 # (name, add_parser, run). Add new subcommands here.
 COMMANDS: list[tuple[str, Callable[[argparse._SubParsersAction], None], Callable[[argparse.Namespace], int]]] = [
@@ -219,6 +239,7 @@ COMMANDS: list[tuple[str, Callable[[argparse._SubParsersAction], None], Callable
     ("convert", _add_convert, _run_convert),
     ("demo", _add_demo, _run_demo),
     ("parse", _add_parse, _run_parse),
+    ("preprocess", _add_preprocess, _run_preprocess),
 ]
 
 

@@ -1,0 +1,457 @@
+"""Resumable, sharded SceneGraph JSONL output with a manifest.
+
+Every preprocessing job (VRD, Visual Genome, COCO, FACTUAL, caption corpora) writes the same layout::
+
+    OUT/
+      train/part-00000.jsonl    SceneGraph JSON v1, one graph per line
+      train/part-00000.ids      the source id of each line (image id, "image_id/region_id", line number)
+      test/part-00000.jsonl ...
+      vocab.json                Vocabulary (objects / attributes / predicates)
+      skipped.txt               every skipped input record as "file:line: reason"
+      manifest.json             counts, sha256 per shard, the command and settings that made it
+
+The input is cut into *chunks* of ``chunk_size`` records; chunk ``k`` becomes ``part-0000k`` in
+every split it has graphs for. Each file is written atomically and, after a chunk's files, a
+progress file (``.progress.json``: chunks done, the reader's resume position, running counts,
+skipped records) is replaced atomically. A job killed at any moment (SIGKILL included) and re-run
+with the same settings resumes after the last committed chunk; since chunk contents depend only on
+the input, the final output is byte-identical to an uninterrupted run, with no record lost or
+duplicated. ``.progress.json`` is removed once ``manifest.json`` is written.
+
+:func:`run_job` drives a job: it reads :class:`~.readers.Record` s, converts them in batches
+(optionally in worker processes, results kept in input order) into :class:`Outcome` s, and commits
+chunks through a :class:`ShardWriter`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import sys
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence, Union
+
+from ..graph.jsonl import atomic_write, read_jsonl
+from ..graph.scene_graph import SceneGraph
+from ..graph.vocab import Vocabulary
+from .readers import Record
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["Outcome", "ShardWriter", "JobReport", "run_job", "iter_manifest_graphs", "load_manifest", "MANIFEST_FORMAT"]
+
+PathLike = Union[str, "os.PathLike[str]"]
+MANIFEST_FORMAT = "scenegraph_diff.shards/1"
+_PROGRESS = ".progress.json"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of one input record.
+
+    Exactly one of: ``graph`` (the SceneGraph JSON line, written to ``split`` with source id ``id``),
+    ``skipped`` (a malformed record: ``"file:line: reason"``), or ``filtered`` (a counter key: the
+    record was valid but dropped by a filter, e.g. ``"too_few_objects"``). ``stats`` are extra
+    counters (e.g. ``{"objects_dropped_small": 2}``).
+    """
+
+    split: str | None = None
+    id: str | None = None
+    graph: str | None = None
+    skipped: str | None = None
+    filtered: str | None = None
+    stats: Mapping[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, split: str, id: str, graph: SceneGraph, **stats: int) -> "Outcome":
+        return cls(split=split, id=id, graph=graph.to_json(), stats={
+            "objects": graph.num_objects, "relations": graph.num_relations,
+            "attributes": graph.num_attributes, **stats})
+
+    @classmethod
+    def skip(cls, source: str, line: int, reason: str) -> "Outcome":
+        return cls(skipped=f"{source}:{line}: {reason}")
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _dumps(obj: Any) -> str:
+    return json.dumps(obj, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+class ShardWriter:
+    """Commits chunks of outcomes to ``output_dir`` and keeps the resumable progress file.
+
+    Args:
+        output_dir: the output folder (created).
+        dataset: a name for the manifest (``"vrd"``).
+        settings: every setting that changes the output (input paths, thresholds, chunk size):
+            a re-run resumes only when they are equal.
+        command: the command line recorded in the manifest.
+        overwrite: discard a previous (finished or partial) run with other settings instead of
+            refusing.
+
+    Raises:
+        FileExistsError: ``output_dir`` holds a run with different settings (and not ``overwrite``).
+    """
+
+    def __init__(
+        self,
+        output_dir: PathLike,
+        dataset: str,
+        settings: Mapping[str, Any],
+        command: Sequence[str],
+        overwrite: bool = False,
+    ) -> None:
+        self.root = Path(output_dir)
+        self.dataset = dataset
+        self.settings = json.loads(json.dumps(dict(settings)))  # normalise (tuples -> lists)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.complete = False
+        manifest = self.root / "manifest.json"
+        progress = self.root / _PROGRESS
+        if manifest.is_file():
+            old = json.loads(manifest.read_text(encoding="utf-8"))
+            if old.get("settings") == self.settings and old.get("dataset") == dataset:
+                self.complete = True
+                self.manifest = old
+                progress.unlink(missing_ok=True)
+                return
+            if not overwrite:
+                raise FileExistsError(
+                    f"{self.root} holds a finished {old.get('dataset')!r} run with other settings; "
+                    "use --overwrite or another output folder"
+                )
+            self._clean(everything=True)
+        self.state: dict[str, Any] = {
+            "dataset": dataset, "settings": self.settings, "command": list(command), "chunks": 0,
+            "records": 0, "position": None, "shards": [], "skipped": [], "counts": {}, "prepass": None,
+        }
+        if progress.is_file():
+            old_state = json.loads(progress.read_text(encoding="utf-8"))
+            if old_state.get("settings") == self.settings and old_state.get("dataset") == dataset:
+                self.state = old_state
+                logger.info("resuming %s after chunk %d (%d records)", self.root, self.chunks, self.records)
+            elif not overwrite:
+                raise FileExistsError(
+                    f"{self.root} holds a partial {old_state.get('dataset')!r} run with other settings; "
+                    "use --overwrite or another output folder"
+                )
+        self._clean(everything=False)
+
+    # -- state ---------------------------------------------------------------------------------
+    @property
+    def chunks(self) -> int:
+        """Number of committed chunks."""
+        return int(self.state["chunks"])
+
+    @property
+    def records(self) -> int:
+        """Number of input records covered by the committed chunks."""
+        return int(self.state["records"])
+
+    @property
+    def position(self) -> Any:
+        """The reader's resume position after the last committed chunk (``None`` at the start)."""
+        return self.state["position"]
+
+    @property
+    def prepass(self) -> Any:
+        """Saved result of a job's first pass (e.g. label counts), ``None`` when not yet saved."""
+        return self.state["prepass"]
+
+    def save_prepass(self, value: Any, skipped: Sequence[str] = ()) -> None:
+        """Save a first pass's result (and the malformed records it skipped) with the progress."""
+        self.state["prepass"] = json.loads(json.dumps(value))
+        if skipped:
+            self.state["skipped"].extend(skipped)
+            self.state["counts"]["skipped"] = self.state["counts"].get("skipped", 0) + len(skipped)
+        self._save_state()
+
+    def _save_state(self) -> None:
+        atomic_write(self.root / _PROGRESS, json.dumps(self.state, sort_keys=True, ensure_ascii=False))
+
+    def _is_ours(self, p: Path) -> bool:
+        return p.suffix in (".jsonl", ".ids") and p.name.startswith("part-")
+
+    def _clean(self, everything: bool) -> None:
+        """Remove temporary files and shards of uncommitted chunks (or every output file)."""
+        keep = set() if everything else {s["path"] for s in self.state["shards"]} | {
+            s["ids_path"] for s in self.state["shards"]
+        }
+        for p in self.root.rglob("*"):
+            rel = p.relative_to(self.root).as_posix()
+            if p.is_file() and (p.name.endswith(".tmp") and p.name.startswith(".")):
+                p.unlink()
+            elif p.is_file() and self._is_ours(p) and rel not in keep:
+                p.unlink()
+        if everything:
+            for name in ("manifest.json", "vocab.json", "skipped.txt", _PROGRESS):
+                (self.root / name).unlink(missing_ok=True)
+
+    # -- writing -------------------------------------------------------------------------------
+    def commit_chunk(self, outcomes: Sequence[Outcome], num_records: int, position: Any) -> list[str]:
+        """Write one chunk's shards atomically, then record the progress. Returns its skip reports."""
+        k = self.chunks
+        by_split: dict[str, tuple[list[str], list[str]]] = {}
+        counts: Counter[str] = Counter(self.state["counts"])
+        skipped: list[str] = []
+        for o in outcomes:
+            if o.graph is not None:
+                lines, ids = by_split.setdefault(o.split or "all", ([], []))
+                lines.append(o.graph)
+                ids.append(o.id if o.id is not None else "")
+                counts[f"graphs.{o.split or 'all'}"] += 1
+            elif o.skipped is not None:
+                skipped.append(o.skipped)
+                counts["skipped"] += 1
+            elif o.filtered is not None:
+                counts[f"filtered.{o.filtered}"] += 1
+            for key, v in o.stats.items():
+                counts[f"{key}.{o.split}" if o.graph is not None and key in ("objects", "relations", "attributes") else key] += v
+        for split in sorted(by_split):
+            lines, ids = by_split[split]
+            for line in ids:
+                if "\n" in line:
+                    raise ValueError(f"source id {line!r} contains a newline")
+            data = ("\n".join(lines) + "\n").encode("utf-8")
+            id_data = ("\n".join(ids) + "\n").encode("utf-8")
+            path = f"{split}/part-{k:05d}.jsonl"
+            ids_path = f"{split}/part-{k:05d}.ids"
+            atomic_write(self.root / path, data)
+            atomic_write(self.root / ids_path, id_data)
+            self.state["shards"].append({
+                "path": path, "split": split, "graphs": len(lines), "sha256": _sha256(data),
+                "ids_path": ids_path, "ids_sha256": _sha256(id_data),
+            })
+        self.state["counts"] = dict(sorted(counts.items()))
+        self.state["skipped"].extend(skipped)
+        self.state["chunks"] = k + 1
+        self.state["records"] = self.records + num_records
+        self.state["position"] = position
+        self._save_state()
+        return skipped
+
+    def finish(self, vocab: Vocabulary | None = None, vocab_min_count: int = 1, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Write ``vocab.json`` (built from the shards when ``vocab`` is ``None``), ``skipped.txt``
+        and ``manifest.json``; remove the progress file. Returns the manifest."""
+        if self.complete:
+            return self.manifest
+        shards = self.state["shards"]
+        if vocab is None:
+            vocab = Vocabulary.from_graphs(self.iter_graphs(), min_count=vocab_min_count)
+        vocab.save(self.root / "vocab.json")
+        skipped_text = "".join(s + "\n" for s in self.state["skipped"])
+        atomic_write(self.root / "skipped.txt", skipped_text)
+        counts = self.state["counts"]
+        splits: dict[str, Any] = {}
+        for s in shards:
+            d = splits.setdefault(s["split"], {"graphs": 0, "objects": 0, "relations": 0, "attributes": 0, "shards": []})
+            d["shards"].append({k: s[k] for k in ("path", "graphs", "sha256", "ids_path", "ids_sha256")})
+        for name, d in splits.items():
+            d["graphs"] = int(counts.get(f"graphs.{name}", 0))
+            for k in ("objects", "relations", "attributes"):
+                d[k] = int(counts.get(f"{k}.{name}", 0))
+        vocab_bytes = (self.root / "vocab.json").read_bytes()
+        manifest = {
+            "format": MANIFEST_FORMAT,
+            "dataset": self.dataset,
+            "command": self.state["command"],
+            "settings": self.settings,
+            "records_in": self.records,
+            "skipped": int(counts.get("skipped", 0)),
+            "skipped_file": "skipped.txt",
+            "filtered": {k.split(".", 1)[1]: v for k, v in counts.items() if k.startswith("filtered.")},
+            "stats": {k: v for k, v in counts.items() if not k.startswith(("graphs.", "filtered.", "objects.", "relations.", "attributes.")) and k != "skipped"},
+            "splits": dict(sorted(splits.items())),
+            "vocab": {
+                "path": "vocab.json", "sha256": _sha256(vocab_bytes), "objects": vocab.num_objects - 1,
+                "attributes": vocab.num_attributes - 1, "predicates": vocab.num_predicates - 1,
+            },
+            **(dict(extra) if extra else {}),
+        }
+        atomic_write(self.root / "manifest.json", _dumps(manifest))
+        (self.root / _PROGRESS).unlink(missing_ok=True)
+        self.manifest = manifest
+        self.complete = True
+        return manifest
+
+    def iter_graphs(self, split: str | None = None) -> Iterator[SceneGraph]:
+        """Stream the committed graphs (of one split, or all) in shard order."""
+        for s in self.state["shards"]:
+            if split is None or s["split"] == split:
+                yield from read_jsonl(self.root / s["path"])
+
+
+def load_manifest(root: PathLike) -> dict[str, Any]:
+    """Read ``root/manifest.json`` (raises ``FileNotFoundError`` naming the folder when absent)."""
+    path = Path(root) / "manifest.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"no manifest.json in {str(root)!r}: not a prepared dataset (or still running)")
+    m = json.loads(path.read_text(encoding="utf-8"))
+    if m.get("format") != MANIFEST_FORMAT:
+        raise ValueError(f"{path}: unknown format {m.get('format')!r} (expected {MANIFEST_FORMAT!r})")
+    return m
+
+
+def iter_manifest_graphs(root: PathLike, split: str | None = None, verify: bool = False) -> Iterator[tuple[str, SceneGraph]]:
+    """Stream ``(source id, graph)`` of a prepared folder (one split, or every split in order).
+
+    Args:
+        verify: check each shard's sha256 against the manifest first.
+    """
+    root = Path(root)
+    m = load_manifest(root)
+    if split is not None and split not in m["splits"]:
+        raise KeyError(f"split {split!r} not in {str(root)!r} (have {sorted(m['splits'])})")
+    for name, d in m["splits"].items():
+        if split is not None and name != split:
+            continue
+        for s in d["shards"]:
+            path = root / s["path"]
+            if verify:
+                digest = _sha256(path.read_bytes())
+                if digest != s["sha256"]:
+                    raise ValueError(f"{path}: sha256 {digest} does not match the manifest ({s['sha256']})")
+            ids = (root / s["ids_path"]).read_text(encoding="utf-8").split("\n")
+            for i, g in enumerate(read_jsonl(path)):
+                yield ids[i], g
+
+
+@dataclass
+class JobReport:
+    """Summary of a finished job: the manifest and whether records were skipped."""
+
+    manifest: dict[str, Any]
+    output_dir: Path
+
+    @property
+    def skipped(self) -> int:
+        return int(self.manifest["skipped"])
+
+    @property
+    def exit_code(self) -> int:
+        """``0`` when every record was used or filtered on purpose, ``1`` when some were skipped."""
+        return 1 if self.skipped else 0
+
+    def summary(self) -> str:
+        m = self.manifest
+        parts = [f"{m['dataset']}: {m['records_in']} records in"]
+        for name, d in m["splits"].items():
+            parts.append(f"{name}: {d['graphs']} graphs, {d['objects']} objects, {d['relations']} relations")
+        if m["filtered"]:
+            parts.append("filtered: " + ", ".join(f"{k}={v}" for k, v in sorted(m["filtered"].items())))
+        parts.append(f"skipped: {m['skipped']}" + (f" (see {self.output_dir / 'skipped.txt'})" if m["skipped"] else ""))
+        return "; ".join(parts)
+
+
+def _batches(
+    records: Iterator[Record], chunk_size: int, batch_size: int, keep: Callable[[Record], bool] | None
+) -> Iterator[tuple[list[Record], int, Any, bool]]:
+    """Yield ``(batch, records consumed, position after, ends a chunk)``; batches never cross chunks."""
+    batch: list[Record] = []
+    in_chunk = 0
+    consumed = 0
+    position = None
+    for rec in records:
+        consumed += 1
+        position = rec.position
+        if keep is None or keep(rec):
+            batch.append(rec)
+            in_chunk += 1
+        if in_chunk == chunk_size or len(batch) == batch_size:
+            end = in_chunk == chunk_size
+            yield batch, consumed, position, end
+            batch, consumed = [], 0
+            if end:
+                in_chunk = 0
+    if batch or consumed:
+        yield batch, consumed, position, True
+
+
+def run_job(
+    writer: ShardWriter,
+    records: Iterator[Record],
+    convert_batch: Callable[[list[Record]], list[Outcome]],
+    chunk_size: int,
+    batch_size: int = 256,
+    workers: int = 1,
+    keep: Callable[[Record], bool] | None = None,
+    progress: bool = True,
+    desc: str = "records",
+    total: int | None = None,
+) -> None:
+    """Convert ``records`` (already positioned at ``writer.position``) and commit them chunk by chunk.
+
+    Args:
+        writer: the output.
+        records: the input records, starting after the last committed chunk.
+        convert_batch: maps a batch of records to one :class:`Outcome` each (a picklable top-level
+            function when ``workers > 1``).
+        chunk_size: kept records per chunk (= per output shard).
+        batch_size: records per ``convert_batch`` call.
+        workers: worker processes (``1``: convert in this process). Results stay in input order.
+        keep: records for which this returns ``False`` are read but not converted (``--shard i/N``).
+        progress: tqdm bar on stderr.
+        desc, total: progress-bar label and expected number of records.
+    """
+    if chunk_size < 1 or batch_size < 1 or workers < 1:
+        raise ValueError(f"chunk_size, batch_size and workers must be >= 1, got {chunk_size}, {batch_size}, {workers}")
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=total, initial=writer.records, desc=desc, unit="rec", file=sys.stderr,
+               disable=not progress, dynamic_ncols=True, mininterval=0.5)
+    pool = None
+    try:
+        batches = _batches(records, chunk_size, min(batch_size, chunk_size), keep)
+        if workers > 1:
+            import multiprocessing as mp
+            import threading
+
+            ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+            pool = ctx.Pool(workers)
+            meta: list[tuple[int, Any, bool]] = []
+            in_flight = threading.BoundedSemaphore(4 * workers)  # bounded read-ahead: bounded memory
+
+            def feed() -> Iterator[list[Record]]:
+                for batch, consumed, position, end in batches:
+                    in_flight.acquire()
+                    meta.append((consumed, position, end))
+                    yield batch
+
+            results: Iterable[list[Outcome]] = pool.imap(convert_batch, feed(), chunksize=1)
+        else:
+            meta = []
+
+            def run_inline() -> Iterator[list[Outcome]]:
+                for batch, consumed, position, end in batches:
+                    meta.append((consumed, position, end))
+                    yield convert_batch(batch)
+
+            results = run_inline()
+        pending: list[Outcome] = []
+        pending_records = 0
+        done = 0
+        for outs in results:
+            consumed, position, end = meta[done]
+            done += 1
+            if workers > 1:
+                in_flight.release()
+            pending.extend(outs)
+            pending_records += consumed
+            bar.update(consumed)
+            if end:
+                for msg in writer.commit_chunk(pending, pending_records, position):
+                    tqdm.write(msg, file=sys.stderr)
+                pending, pending_records = [], 0
+    finally:
+        if pool is not None:
+            pool.terminate()
+            pool.join()
+        bar.close()
