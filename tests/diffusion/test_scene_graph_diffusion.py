@@ -1,0 +1,90 @@
+import pytest
+import torch
+
+from scenegraph_diff.diffusion.scene_graph_data import TypedGraph, collate_typed, scene_graphs_to_typed, typed_to_scene_graphs
+from scenegraph_diff.diffusion.scene_graph_diffusion import SceneGraphDenoiser, TypedDiffusion, pair_geometry
+from scenegraph_diff.graph import SceneGraph, Vocabulary
+
+torch.set_num_threads(1)
+P = 4
+
+
+def _graphs():
+    return [
+        TypedGraph((1, 2, 3), ((0, 0, 10, 10), (20, 0, 30, 10), (0, 20, 10, 30)), frozenset({(0, 1, 1), (2, 0, 3)})),
+        TypedGraph((0, 4), ((0, 0, 5, 5), (1, 1, 4, 4)), frozenset({(0, 1, 2), (0, 1, 4)})),
+        TypedGraph((2,), ((0, 0, 1, 1),), frozenset()),
+    ]
+
+
+def _model():
+    torch.manual_seed(0)
+    return SceneGraphDenoiser(num_classes=5, num_predicates=P, hidden=16, num_layers=1, heads=2).eval()
+
+
+def test_collate_soft_targets_and_masks():
+    b = collate_typed(_graphs(), P)
+    assert b.classes.shape == (3, 3) and b.node_mask.sum().item() == 6
+    assert torch.allclose(b.edge_target[1, 0, 1], torch.tensor([0, 0, 0.5, 0, 0.5]))
+    assert b.edge_target[0, 1, 0, 0] == 1  # real pair without relation -> "no edge"
+    assert b.edge_target[2].sum() == 0  # padding
+
+
+def test_pair_geometry_direction_sensitive():
+    boxes = torch.tensor([[[0.0, 0, 10, 10], [20, 0, 30, 10]]])
+    g = pair_geometry(boxes, torch.ones(1, 2, dtype=torch.bool))
+    assert g[0, 0, 1, 0] > 0 > g[0, 1, 0, 0]  # object is right of subject vs left
+
+
+def test_loss_finite_and_padding_invariant():
+    diff = TypedDiffusion(_model())
+    out = diff.loss(collate_typed(_graphs(), P), torch.Generator().manual_seed(0))
+    assert torch.isfinite(out["loss"])
+
+
+def test_completion_keeps_known_and_respects_require_edge():
+    diff = TypedDiffusion(_model())
+    b = collate_typed(_graphs(), P)
+    B, N = b.classes.shape
+    annotated = torch.zeros(B, N, N, dtype=torch.bool)
+    annotated[0, 0, 1] = annotated[0, 2, 0] = annotated[1, 0, 1] = True
+    b.edges = torch.zeros_like(b.edges)
+    cls, edg, score, nfe = diff.sample(b, b.node_mask, ~annotated, num_steps=3, temperature=0.0, require_edge=annotated)
+    assert nfe == 3
+    assert torch.equal(cls[b.node_mask], b.classes[b.node_mask])
+    assert (edg[annotated] >= 1).all() and (edg[annotated] <= P).all()
+    assert (edg[~annotated] == 0).all()
+    assert ((score[annotated] > 0) & (score[annotated] <= 1)).all()
+
+
+def test_unconditional_sampling_deterministic_with_generator():
+    diff = TypedDiffusion(_model())
+    b = collate_typed(_graphs(), P)
+    none_n = torch.zeros_like(b.node_mask)
+    none_e = torch.zeros_like(b.edges, dtype=torch.bool)
+    r1 = diff.sample(b, none_n, none_e, 4, 1.0, generator=torch.Generator().manual_seed(1))
+    r2 = diff.sample(b, none_n, none_e, 4, 1.0, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(r1[0], r2[0]) and torch.equal(r1[1], r2[1])
+    assert (r1[0][b.node_mask] < 5).all() and (r1[1] <= P).all()
+
+
+def test_refine_strength_zero_is_identity_and_bad_strength_raises():
+    diff = TypedDiffusion(_model())
+    b = collate_typed(_graphs(), P)
+    cls, edg = diff.refine(b, strength=0.0, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(cls[b.node_mask], b.classes[b.node_mask])
+    pv = b.node_mask[:, :, None] & b.node_mask[:, None, :] & ~torch.eye(3, dtype=torch.bool)
+    assert torch.equal(edg[pv], b.edges[pv])
+    with pytest.raises(ValueError, match="strength"):
+        diff.refine(b, strength=1.5)
+
+
+def test_scene_graph_round_trip_through_typed():
+    g = SceneGraph.from_dict({"objects": [{"name": "cat"}, {"name": "mat"}],
+                              "relations": [{"subject": 0, "predicate": "on", "object": 1}]})
+    vocab = Vocabulary.from_graphs([g])
+    tg = scene_graphs_to_typed([g], vocab)
+    b = collate_typed(tg, vocab.num_predicates)
+    back = typed_to_scene_graphs(b.classes, b.edges, b.node_mask, vocab)
+    assert back[0].to_dict()["relations"] == g.to_dict()["relations"]
+    assert [o.name for o in back[0].objects] == ["cat", "mat"]
