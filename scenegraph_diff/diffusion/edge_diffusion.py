@@ -93,7 +93,7 @@ class EdgeDiffusionGenerator:
         """``model/`` (diffusers ``save_pretrained``, safetensors) + ``generator.json`` (SDE, node counts)."""
         path = Path(path)
         self.model.save_pretrained(path / "model")
-        meta = {"sde": {"beta_min": self.sde.beta_min, "beta_max": self.sde.beta_max}, "node_counts": self.node_counts}
+        meta = {"family": "edge", "sde": {"beta_min": self.sde.beta_min, "beta_max": self.sde.beta_max}, "node_counts": self.node_counts}
         (path / "generator.json").write_text(json.dumps(meta))
 
     @classmethod

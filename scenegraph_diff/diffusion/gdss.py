@@ -195,7 +195,7 @@ class GDSSGenerator:
     def save_pretrained(self, path: str | Path) -> None:
         path = Path(path)
         self.model.save_pretrained(path / "model")
-        meta = {"x_beta": [self.sde_x.beta_min, self.sde_x.beta_max],
+        meta = {"family": "gdss", "x_beta": [self.sde_x.beta_min, self.sde_x.beta_max],
                 "a_sigma": [self.sde_a.sigma_min, self.sde_a.sigma_max], "node_counts": self.node_counts}
         (path / "generator.json").write_text(json.dumps(meta))
 

@@ -178,7 +178,7 @@ class PARDGenerator:
     def save_pretrained(self, path: str | Path) -> None:
         path = Path(path)
         self.model.save_pretrained(path / "model")
-        (path / "generator.json").write_text(json.dumps({"sde": [self.sde.beta_min, self.sde.beta_max]}))
+        (path / "generator.json").write_text(json.dumps({"family": "pard", "sde": [self.sde.beta_min, self.sde.beta_max]}))
 
     @classmethod
     def from_pretrained(cls, path: str | Path) -> "PARDGenerator":
