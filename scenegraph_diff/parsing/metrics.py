@@ -113,7 +113,7 @@ def score_graph_strings(cands: Sequence[str], refs: Sequence[str], official: boo
     elif official and not _official_available():
         raise ImportError("official=True needs the factualscenegraph package: pip install 'scenegraph-diff[bench]'")
     if not official:
-        log.warning("factualscenegraph not installed: SPICE F uses exact matching (no synonyms)")
+        log.info("SPICE F with exact matching (no synonyms): factualscenegraph not used")
     spice = sm = 0.0
     counts = {k: [0, 0, 0] for k in ("objects", "attributes", "triplets")}
     for c, r in zip(cands, refs):

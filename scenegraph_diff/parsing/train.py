@@ -1,0 +1,270 @@
+"""Train the learned parser on FACTUAL train and write its bundled weights.
+
+    python -m scenegraph_diff.parsing.train --data-root ../shared/datasets [--out DIR] [--epochs N]
+
+Steps: align every gold graph to its caption's tokens (:mod:`.align`; the share of exactly aligned
+captions is reported), build the vocabularies and normalisation tables, train
+:class:`~.learned.SceneGraphTagger` with the shared :class:`~scenegraph_diff.training.Trainer`
+(AdamW, cosine schedule, gradient clipping, one CPU thread by default), pick the relation threshold on
+dev, score dev with FACTUAL's metric and save ``model.safetensors`` + ``config.json`` + ``vocab.json``
+(``config.json`` records the dev scores, the data sizes and the wall time of the run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from collections import Counter, defaultdict
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from .align import Alignment, align
+from .factual import graph_to_string, read_factual_csv
+from .learned import DEFAULT_WEIGHTS, MAX_SEQ, Featurizer, LearnedParser, SceneGraphTagger, TaggerConfig, Vocab, _prefix
+from .metrics import score_graph_strings
+
+__all__ = ["ParserTrainConfig", "train_parser", "build_vocab", "main"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ParserTrainConfig:
+    """Settings of one training run."""
+
+    data_root: str = "../shared/datasets"
+    out: str = str(DEFAULT_WEIGHTS)
+    epochs: int = 8
+    batch_size: int = 32
+    lr: float = 2e-3
+    weight_decay: float = 1e-5
+    min_word_count: int = 2
+    seed: int = 0
+    threads: int = 1
+    limit: int | None = None  # use only the first N training captions (quick runs)
+    hidden: int = 160
+    dropout: float = 0.3
+
+    def __post_init__(self) -> None:
+        for k in ("epochs", "batch_size", "min_word_count", "threads", "hidden"):
+            if getattr(self, k) < 1:
+                raise ValueError(f"ParserTrainConfig.{k} must be >= 1, got {getattr(self, k)}")
+        if self.lr <= 0:
+            raise ValueError(f"ParserTrainConfig.lr must be > 0, got {self.lr}")
+
+
+def _majority_forms(pairs: Sequence[tuple[str, str]]) -> dict[str, str]:
+    """surface -> gold label, where the most frequent gold label of a surface form differs from it."""
+    by_surface: dict[str, Counter] = defaultdict(Counter)
+    for surface, gold in pairs:
+        by_surface[surface][gold] += 1
+    out = {}
+    for surface, c in by_surface.items():
+        gold, n = c.most_common(1)[0]
+        if gold != surface and n > c.get(surface, 0):
+            out[surface] = gold
+    return out
+
+
+def build_vocab(alignments: Sequence[Alignment], min_word_count: int = 2) -> Vocab:
+    """Words (count >= ``min_word_count``), predicates (all aligned ones) and normalisation tables."""
+    counts = Counter(t.lower for a in alignments for t in a.tokens)
+    words = ["<pad>", "<unk>"] + sorted(w for w, c in counts.items() if c >= min_word_count)
+    preds = Counter(p for a in alignments for _, _, p in a.relations)
+    predicates = ["<none>"] + sorted(preds, key=lambda p: (-preds[p], p))
+    return Vocab(
+        words=words,
+        predicates=predicates,
+        name_forms=_majority_forms([f for a in alignments for f in a.name_forms]),
+        attribute_forms=_majority_forms([f for a in alignments for f in a.attribute_forms]),
+    )
+
+
+def _example(al: Alignment, pred_index: dict[str, int]) -> dict[str, Any] | None:
+    n = len(al.tokens)
+    if n == 0 or n > MAX_SEQ:
+        return None
+    return {
+        "words": [t.lower for t in al.tokens],
+        "tags": list(al.tags),
+        "mentions": list(al.mentions),
+        "attributes": [(s, e, m) for s, e, m, _ in al.attributes],
+        "relations": {(a, b): pred_index[p] for a, b, p in al.relations if p in pred_index},
+    }
+
+
+def collate(examples: Sequence[dict[str, Any]], featurizer: Featurizer) -> dict[str, Tensor]:
+    """Batch of training examples -> tensors (see :func:`step`)."""
+    word_ids, char_ids, offsets, lengths = featurizer.batch([e["words"] for e in examples])
+    B, T = word_ids.shape
+    tags = torch.full((B, T), -100, dtype=torch.long)
+    mb, ms, me = [], [], []
+    ab, as_, ae, atgt, acand = [], [], [], [], []
+    pb, p1, p2, plab = [], [], [], []
+    for b, e in enumerate(examples):
+        tags[b, : len(e["tags"])] = torch.tensor(e["tags"])
+        base = len(mb)
+        for s, en in e["mentions"]:
+            mb.append(b), ms.append(s), me.append(en)
+        k = len(e["mentions"])
+        for s, en, m in e["attributes"]:
+            ab.append(b), as_.append(s), ae.append(en), atgt.append(m), acand.append((base, k))
+        for i in range(k):
+            for j in range(k):
+                if i != j:
+                    pb.append(b), p1.append(base + i), p2.append(base + j)
+                    plab.append(e["relations"].get((i, j), 0))
+    M = max([c for _, c in acand], default=1)
+    cand = torch.tensor([[base + min(j, c - 1) for j in range(M)] for base, c in acand], dtype=torch.long).reshape(-1, M)
+    valid = (torch.arange(M).unsqueeze(0) < torch.tensor([c for _, c in acand], dtype=torch.long).reshape(-1, 1))
+    t = lambda x: torch.tensor(x, dtype=torch.long)  # noqa: E731
+    return {"word_ids": word_ids, "char_ids": char_ids, "offsets": offsets, "lengths": lengths, "tags": tags,
+            "mb": t(mb), "ms": t(ms), "me": t(me), "ab": t(ab), "as": t(as_), "ae": t(ae), "atgt": t(atgt),
+            "acand": cand, "avalid": valid, "pb": t(pb), "p1": t(p1), "p2": t(p2), "plab": t(plab)}
+
+
+def step(model: SceneGraphTagger, batch: dict[str, Tensor], generator: torch.Generator) -> dict[str, Tensor]:
+    """Loss = tag CE + attribute-link CE + relation-pair CE (teacher-forced gold mentions)."""
+    h = model.encode(batch["word_ids"], batch["char_ids"], batch["offsets"], batch["lengths"])  # [B, T, H]
+    tag_loss = nn.functional.cross_entropy(model.tagger(h).flatten(0, 1), batch["tags"].flatten(), ignore_index=-100)
+    loss = tag_loss
+    out = {"tag": tag_loss.detach()}
+    if batch["mb"].numel():
+        prefix = _prefix(h)
+        mvec = model.mention(model.span_states(h, prefix, batch["mb"], batch["ms"], batch["me"]))  # [S, D]
+        if batch["ab"].numel():
+            q = model.attr_query(model.span_states(h, prefix, batch["ab"], batch["as"], batch["ae"]))  # [A, D]
+            scores = model.attr_scores(q, mvec[batch["acand"]]).masked_fill(~batch["avalid"], -1e4)  # [A, M]
+            attr_loss = nn.functional.cross_entropy(scores, batch["atgt"])
+            loss = loss + attr_loss
+            out["attr"] = attr_loss.detach()
+        if batch["pb"].numel():
+            p1, p2 = batch["p1"], batch["p2"]
+            logits = model.pair_logits(h, prefix, batch["pb"], batch["ms"][p1], batch["me"][p1], batch["ms"][p2],
+                                       batch["me"][p2], mvec[p1], mvec[p2])
+            rel_loss = nn.functional.cross_entropy(logits, batch["plab"])
+            loss = loss + rel_loss
+            out["rel"] = rel_loss.detach()
+    out["loss"] = loss
+    return out
+
+
+def evaluate(parser: LearnedParser, captions: Sequence[str], golds: Sequence[str], official: bool | None = None) -> dict:
+    graphs = parser.parse_batch(list(captions))
+    return score_graph_strings([graph_to_string(g) for g in graphs], golds, official=official).to_dict()
+
+
+def train_parser(cfg: ParserTrainConfig) -> dict[str, Any]:
+    """Run the whole recipe (see the module docstring); returns the summary also written to ``config.json``."""
+    from ..training import TrainConfig, Trainer
+
+    t0 = time.time()
+    torch.set_num_threads(cfg.threads)
+    root = Path(cfg.data_root) / "factual"
+    train_rows = read_factual_csv(root / "train.csv")
+    dev_rows = read_factual_csv(root / "dev.csv")
+    if cfg.limit is not None:
+        train_rows = train_rows[: cfg.limit]
+    alignments = [align(r.caption, r.graph) for r in train_rows]
+    complete = sum(a.complete for a in alignments)
+    log.info("aligned %d/%d train captions exactly (%.1f%%)", complete, len(alignments), 100 * complete / len(alignments))
+    vocab = build_vocab(alignments, cfg.min_word_count)
+    pred_index = {p: i for i, p in enumerate(vocab.predicates)}
+    examples = [e for e in (_example(a, pred_index) for a in alignments) if e is not None]
+    config = TaggerConfig(num_words=len(vocab.words), num_predicates=len(vocab.predicates) - 1,
+                          hidden=cfg.hidden, dropout=cfg.dropout)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    torch.manual_seed(cfg.seed)  # parameter init (nn.Module initialisers take no generator)
+    model = SceneGraphTagger(config)
+    log.info("%r", model)
+    featurizer = Featurizer(vocab, config.char_buckets)
+    steps_per_epoch = (len(examples) + cfg.batch_size - 1) // cfg.batch_size
+    perms: dict[int, list[int]] = {}
+
+    def batches(step_i: int, _g: torch.Generator) -> dict[str, Tensor]:
+        epoch, k = divmod(step_i, steps_per_epoch)
+        if epoch not in perms:
+            g = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)
+            perms.clear()
+            perms[epoch] = torch.randperm(len(examples), generator=g).tolist()
+        idx = perms[epoch][k * cfg.batch_size : (k + 1) * cfg.batch_size]
+        return collate([examples[i] for i in idx], featurizer)
+
+    tcfg = TrainConfig(max_steps=cfg.epochs * steps_per_epoch, lr=cfg.lr, weight_decay=cfg.weight_decay,
+                       schedule="cosine", warmup_steps=min(200, steps_per_epoch), grad_clip=5.0,
+                       num_threads=cfg.threads, seed=cfg.seed, log_every=100, progress=sys.stderr.isatty())
+    trainer = Trainer(model, step, tcfg)
+    t_train = time.time()
+    history = trainer.fit(batches)
+    train_s = time.time() - t_train
+    model.eval()
+    parser = LearnedParser(model, vocab)
+    # Relation threshold: chosen on dev (the test split is never seen).
+    caps, golds = [r.caption for r in dev_rows], [r.graph for r in dev_rows]
+    best = None
+    for thr in (0.3, 0.4, 0.5, 0.6, 0.7):
+        parser.relation_threshold = thr
+        s = evaluate(parser, caps, golds, official=False)
+        log.info("dev threshold %.1f: SPICE(exact) %.2f set match %.2f", thr, s["spice_f"], s["set_match"])
+        key = (s["spice_f"] + s["set_match"], thr == 0.5)
+        if best is None or key > best[0]:
+            best = (key, thr)
+    parser.relation_threshold = best[1]
+    scores = evaluate(parser, caps, golds)
+    summary = {
+        "metrics": {
+            "dev": scores,
+            "train_captions": len(train_rows),
+            "train_captions_aligned_exactly": complete,
+            "train_examples": len(examples),
+            "steps": tcfg.max_steps,
+            "final_loss": history[-1]["loss"] if history else None,
+            "train_seconds": round(train_s, 1),
+            "total_seconds": round(time.time() - t0, 1),
+            "threads": cfg.threads,
+            "train_config": asdict(cfg),
+        }
+    }
+    parser.save_pretrained(cfg.out, extra=summary)
+    log.info("dev: SPICE F %.2f, Set Match %.2f (official metric: %s); wrote %s in %.0f s",
+             scores["spice_f"], scores["set_match"], scores["official"], cfg.out, time.time() - t0)
+    return summary
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m scenegraph_diff.parsing.train", description=__doc__.split("\n")[0])
+    d = ParserTrainConfig()
+    p.add_argument("--data-root", default=d.data_root, help="folder with factual/{train,dev}.csv")
+    p.add_argument("--out", default=d.out, help="output folder (default: the bundled assets/parser)")
+    p.add_argument("--epochs", type=int, default=d.epochs)
+    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--hidden", type=int, default=d.hidden)
+    p.add_argument("--dropout", type=float, default=d.dropout)
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--threads", type=int, default=d.threads, help="torch CPU threads (default 1)")
+    p.add_argument("--limit", type=int, default=None, help="use only the first N training captions")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    cfg = ParserTrainConfig(data_root=args.data_root, out=args.out, epochs=args.epochs, batch_size=args.batch_size,
+                            lr=args.lr, hidden=args.hidden, dropout=args.dropout, seed=args.seed,
+                            threads=args.threads, limit=args.limit)
+    if not (Path(cfg.data_root) / "factual" / "train.csv").is_file():
+        print(f"error: {Path(cfg.data_root) / 'factual' / 'train.csv'} not found (--data-root)", file=sys.stderr)
+        return 2
+    summary = train_parser(cfg)
+    m = summary["metrics"]
+    print(json.dumps({"dev_spice_f": m["dev"]["spice_f"], "dev_set_match": m["dev"]["set_match"],
+                      "train_seconds": m["train_seconds"], "total_seconds": m["total_seconds"], "out": cfg.out}))
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
