@@ -10,6 +10,7 @@ reported as ``file:line: reason``.
 from __future__ import annotations
 
 import functools
+import re
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -19,7 +20,7 @@ from ..graph.scene_graph import SceneGraphError
 from .readers import Record, chain_records, iter_csv_records
 from .shards import JobReport, Outcome, ShardWriter, run_job
 
-__all__ = ["FactualConfig", "prepare_factual"]
+__all__ = ["FactualConfig", "prepare_factual", "check_graph_string"]
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,27 @@ class FactualConfig:
             raise ValueError(f"FactualConfig.vocab_min_count={self.vocab_min_count!r}: must be >= 1")
 
 
+_TUPLE = re.compile(r"\(([^()]*)\)")
+
+
+def check_graph_string(s: str) -> None:
+    """Strict check of FACTUAL graph-string syntax: ``( a , b , c ) , ( d )`` with no empty field.
+
+    Raises:
+        SceneGraphError: naming the offending tuple.
+    """
+    rest = _TUPLE.sub("", s)
+    if rest.replace(",", "").strip():
+        raise SceneGraphError("scene_graph", f"text outside ( ... ) tuples or unbalanced parentheses: {s!r:.80}")
+    tuples = _TUPLE.findall(s)
+    if len(tuples) != rest.count(",") + 1:
+        raise SceneGraphError("scene_graph", f"tuples must be joined by ' , ': {s!r:.80}")
+    for k, t in enumerate(tuples):
+        fields = [f.strip() for f in t.split(" , ")]
+        if len(fields) == 2 or not all(fields):
+            raise SceneGraphError(f"scene_graph[{k}]", f"expected ( n ) or ( s , p , o ) with no empty field, got ({t})")
+
+
 def _convert_batch(batch: list[Record], files: Sequence[tuple[str, str]]) -> list[Outcome]:
     from ..parsing.factual import graph_from_string
 
@@ -72,9 +94,10 @@ def _convert_batch(batch: list[Record], files: Sequence[tuple[str, str]]) -> lis
             out.append(Outcome.skip(source, rec.line, "empty caption"))
             continue
         try:
+            check_graph_string(graph)
             g = graph_from_string(graph, text=caption).canonicalize()
         except SceneGraphError as e:
-            out.append(Outcome.skip(source, rec.line, f"scene_graph: {e}"))
+            out.append(Outcome.skip(source, rec.line, str(e)))
             continue
         if g.is_empty():
             out.append(Outcome.skip(source, rec.line, f"scene_graph: no objects in {graph!r:.60}"))

@@ -371,7 +371,7 @@ def _batches(
             batch, consumed = [], 0
             if end:
                 in_chunk = 0
-    if batch or consumed:
+    if batch or consumed or in_chunk:  # close the last, partial chunk
         yield batch, consumed, position, True
 
 
