@@ -231,6 +231,94 @@ def _run_preprocess(args: argparse.Namespace) -> int:
         raise CLIError(str(e)) from None
 
 
+# ---------------------------------------------------------------------------------------------- generate
+def _add_generate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("generate", help="prompt(s) -> scene graph(s) -> images (bundled offline shapes model)",
+                       description="Parse each prompt into a scene graph and generate images from it. Default model: "
+                                   "the bundled 32x32 shapes model (offline). Writes DIR/00000.png (DIR/00000_k.png for "
+                                   "--num-images > 1), DIR/00000.json (parsed graph) and DIR/graphs.jsonl, in input "
+                                   "order; prints a JSON summary on stdout.")
+    p.add_argument("prompt", nargs="*", help="prompt text(s)")
+    p.add_argument("--input", help="text file, one prompt per line (instead of PROMPT)")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--num-images", type=int, default=1, help="images per prompt (default 1)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--steps", type=int, default=None, help="denoising steps (default: the model's, 4 for shapes)")
+    p.add_argument("--model", default=None, help="Stable Diffusion id/folder (SceneGraphPipeline) or a saved "
+                                                  "ShapesPipeline folder (default: the bundled shapes model)")
+    p.add_argument("--scale", type=int, default=1, help="nearest-neighbour upscaling of the PNGs (default 1)")
+    p.add_argument("--parser", default="auto", help="parser backend: auto, learned or rules (default auto)")
+    _add_threads(p)
+
+
+def _run_generate(args: argparse.Namespace) -> int:
+    if args.input and args.prompt:
+        raise CLIError("give PROMPT or --input, not both")
+    if args.input:
+        if not Path(args.input).is_file():
+            raise CLIError(f"input file not found: {args.input}")
+        prompts = [ln.strip() for ln in Path(args.input).read_text(encoding="utf-8").splitlines() if ln.strip()]
+        if not prompts:
+            raise CLIError(f"no prompts in {args.input}")
+    elif args.prompt:
+        prompts = [" ".join(args.prompt)]
+    else:
+        raise CLIError("no prompt: give PROMPT or --input FILE")
+    _set_threads(args.threads)
+    from tqdm.auto import tqdm
+
+    from .shapes.generate import GenerateConfig, generate
+
+    try:
+        config = GenerateConfig(prompts=tuple(prompts), out=args.out, num_images=args.num_images, seed=args.seed,
+                                steps=args.steps, model=args.model, scale=args.scale, parser_backend=args.parser)
+    except ValueError as e:
+        raise CLIError(str(e)) from None
+    with tqdm(total=len(prompts), desc="generate", file=sys.stderr, disable=len(prompts) < 50) as bar:
+        try:
+            summary = generate(config, progress=bar.update)
+        except (ValueError, RuntimeError) as e:
+            raise CLIError(str(e)) from None
+    print(json.dumps(summary))
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------- train-shapes
+def _add_train_shapes(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train-shapes", help="train the shapes-world graph-to-image model (alone or under torchrun)",
+                       description="Train a ShapesPipeline (layout head + pixel-space UNet) on scenes sampled on the "
+                                   "fly; saves OUTPUT/pipeline (EMA weights). Under torchrun each rank draws its own "
+                                   "scenes (data parallel).")
+    p.add_argument("--output", default="runs/shapes", help="run folder (default runs/shapes)")
+    p.add_argument("--encoder", default="rhgnn", choices=["rhgnn", "hgcn", "text"], help="conditioning (default rhgnn)")
+    p.add_argument("--max-steps", type=int, default=4000, help="optimizer steps (default 4000)")
+    p.add_argument("--max-minutes", type=float, default=60.0, help="wall-clock budget (default 60)")
+    p.add_argument("--batch-size", type=int, default=32, help="scenes per step and rank (default 32)")
+    p.add_argument("--lr", type=float, default=2e-3, help="learning rate (default 2e-3)")
+    p.add_argument("--pool-size", type=int, default=None, help="draw from a fixed pool of scenes (default: endless)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in OUTPUT")
+    _add_threads(p)
+
+
+def _run_train_shapes(args: argparse.Namespace) -> int:
+    _set_threads(args.threads)
+    from .shapes.train import TrainShapesConfig, train_shapes
+
+    try:
+        config = TrainShapesConfig(output_dir=args.output, encoder=args.encoder, max_steps=args.max_steps,
+                                   max_minutes=args.max_minutes, batch_size=args.batch_size, lr=args.lr,
+                                   pool_size=args.pool_size, seed=args.seed, num_threads=args.threads)
+    except ValueError as e:
+        raise CLIError(str(e)) from None
+    path = train_shapes(config, resume=args.resume)
+    print(json.dumps({"pipeline": str(path)}))
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------- registry
+# (name, add_parser, run). Add new subcommands here.
+
 # ---------------------------------------------------------------------------------------------- registry
 # (name, add_parser, run). Add new subcommands here.
 COMMANDS: list[tuple[str, Callable[[argparse._SubParsersAction], None], Callable[[argparse.Namespace], int]]] = [
@@ -240,6 +328,8 @@ COMMANDS: list[tuple[str, Callable[[argparse._SubParsersAction], None], Callable
     ("demo", _add_demo, _run_demo),
     ("parse", _add_parse, _run_parse),
     ("preprocess", _add_preprocess, _run_preprocess),
+    ("generate", _add_generate, _run_generate),
+    ("train-shapes", _add_train_shapes, _run_train_shapes),
 ]
 
 
