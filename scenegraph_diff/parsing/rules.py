@@ -25,6 +25,9 @@ from .tokenize import Token, split_sentences, tokenize
 __all__ = ["RuleBasedParser", "canonicalize_shapes"]
 
 _PUNCT_SKIP = frozenset({".", "!", "?", ";", ":", '"', "(", ")", "[", "]", "'", "`", "-", "--"})
+_PREP_BY_FIRST: dict[str, list[tuple[str, ...]]] = {}
+for _p in PREPOSITIONS:  # longest first within each first word
+    _PREP_BY_FIRST.setdefault(_p[0], []).append(_p)
 _PARTICLES = frozenset({"up", "down", "out", "away", "off", "back", "over", "around"})
 
 
@@ -142,9 +145,11 @@ class RuleBasedParser:
     # ---------------------------------------------------------------- chunking
     def _match_prep(self, toks: Sequence[Token], i: int) -> int:
         """Length of the longest preposition starting at ``toks[i]`` (0 if none)."""
-        for p in PREPOSITIONS:
+        if i >= len(toks):
+            return 0
+        for p in _PREP_BY_FIRST.get(toks[i].lower, ()):
             k = len(p)
-            if i + k <= len(toks) and all(toks[i + j].lower == p[j] for j in range(k)):
+            if i + k <= len(toks) and all(toks[i + j].lower == p[j] for j in range(1, k)):
                 return k
         return 0
 
