@@ -1,0 +1,152 @@
+"""Frozen configs of a link-prediction sweep (built by the CLI from a YAML file).
+
+A sweep = one task (``planetoid``, ``imdb`` or ``vrd``) on one dataset, several model rows, several
+seeds. Every row is trained and evaluated once per seed; the runner writes one JSON per (row, seed).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+
+__all__ = ["ModelConfig", "LinkPredConfig", "TASKS"]
+
+
+TASKS = ("planetoid", "imdb", "vrd")
+
+
+def _from_mapping(cls, d: Mapping[str, Any], where: str):
+    if not isinstance(d, Mapping):
+        raise ValueError(f"{where}: expected a mapping, got {type(d).__name__}")
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(d) - names)
+    if unknown:
+        raise ValueError(f"{where}: unknown key(s) {unknown}; allowed: {sorted(names)}")
+    return cls(**d)
+
+
+@dataclass(frozen=True)
+
+
+class ModelConfig:
+    """One row of the results table: an encoder, a decoder and how to train them.
+
+    Args:
+        name: the row label (also the output sub-folder).
+        encoder: ``gcn``, ``sage`` (homogeneous); ``hgcn``, ``rhgnn``, ``rgcn``, ``hgt`` (IMDB);
+            ``context`` (VRD context GNN), ``frequency`` (VRD frequency baseline, no training).
+        decoder: ``dot``, ``distmult``, ``mlp`` or ``cn`` (neural common neighbours).
+        hidden: embedding width D.
+        num_layers: message-passing layers.
+        heads: attention heads (HGCN, R-HGNN, HGT, VRD context GNN).
+        dropout / input_dropout / decoder_dropout: dropout between layers / on input features / in
+            the decoder MLPs.
+        input_linear, jk, norm: input projection, jumping-knowledge sum, LayerNorm (homogeneous).
+        denoise: add the DiffGraph-style latent denoising loss on an auxiliary relation view (IMDB).
+        denoise_weight: weight of that loss.
+        lr, decoder_lr, weight_decay: Adam settings (``decoder_lr`` defaults to ``lr``).
+        epochs: maximum epochs; patience: stop after this many evaluations without improvement of the
+            validation selection metric (0 = never stop early); eval_every: epochs between evaluations.
+        batch_size: positive target edges per step (0 = all at once).
+        num_negatives: training negatives per positive.
+        mask_targets: remove each batch's target edges from the message-passing graph (NCN).
+        cn_beta: initial weight of the common-neighbour branch of the ``cn`` decoder.
+    """
+
+    name: str
+    encoder: str = "gcn"
+    decoder: str = "dot"
+    hidden: int = 256
+    num_layers: int = 2
+    heads: int = 2
+    dropout: float = 0.0
+    input_dropout: float = 0.0
+    decoder_dropout: float = 0.0
+    input_linear: bool = False
+    jk: bool = False
+    norm: bool = False
+    denoise: bool = False
+    denoise_weight: float = 0.1
+    lr: float = 0.01
+    decoder_lr: float | None = None
+    weight_decay: float = 0.0
+    epochs: int = 100
+    patience: int = 0
+    eval_every: int = 1
+    batch_size: int = 0
+    num_negatives: int = 1
+    mask_targets: bool = False
+    cn_beta: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not self.name or "/" in self.name:
+            raise ValueError(f"model name must be a non-empty string without '/', got {self.name!r}")
+        for k in ("hidden", "num_layers", "epochs", "eval_every", "num_negatives", "heads"):
+            if getattr(self, k) < (0 if k in ("num_layers", "epochs") else 1):
+                raise ValueError(f"models[{self.name}].{k} must be positive, got {getattr(self, k)}")
+        if self.batch_size < 0 or self.patience < 0:
+            raise ValueError(f"models[{self.name}]: batch_size and patience must be >= 0")
+
+
+@dataclass(frozen=True)
+
+
+class LinkPredConfig:
+    """A sweep.
+
+    Args:
+        task: ``planetoid``, ``imdb`` or ``vrd``.
+        dataset: ``Cora`` / ``CiteSeer`` (planetoid), ``IMDB``, ``VRD``.
+        models: the rows.
+        seeds: one run per seed and row.
+        select_metric: validation metric for early stopping / model selection.
+        val_ratio, test_ratio: edge split (planetoid, imdb); for VRD the fraction of training images
+            held out for validation is ``val_ratio``.
+        test_with_val_edges: propagate over training + validation edges at test time (planetoid).
+        hits_k: the K of the reported Hits@K.
+        threads: torch intra-op threads.
+        report: the metric columns of ``results.md`` (all when empty; ``summary.json`` has all).
+    """
+
+    task: str
+    dataset: str
+    models: tuple[ModelConfig, ...]
+    seeds: tuple[int, ...] = tuple(range(10))
+    select_metric: str = "hits@100"
+    val_ratio: float = 0.1
+    test_ratio: float = 0.2
+    test_with_val_edges: bool = False
+    hits_k: tuple[int, ...] = (20, 50, 100)
+    threads: int = 1
+    report: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.task not in TASKS:
+            raise ValueError(f"task must be one of {TASKS}, got {self.task!r}")
+        if not self.models:
+            raise ValueError("models: at least one model row is needed")
+        names = [m.name for m in self.models]
+        if len(set(names)) != len(names):
+            raise ValueError(f"model names must be unique, got {names}")
+        if not self.seeds:
+            raise ValueError("seeds: at least one seed is needed")
+        if self.threads < 1:
+            raise ValueError(f"threads must be >= 1, got {self.threads}")
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "LinkPredConfig":
+        """Build from plain data (a parsed YAML file); unknown keys are errors."""
+        d = dict(d)
+        models = d.pop("models", None)
+        if not isinstance(models, list):
+            raise ValueError(f"models: expected a list of model mappings, got {type(models).__name__}")
+        d["models"] = tuple(_from_mapping(ModelConfig, m, f"models[{i}]") for i, m in enumerate(models))
+        for k in ("seeds", "hits_k", "report"):
+            if k in d:
+                d[k] = tuple(d[k]) if k == "report" else tuple(int(s) for s in d[k])
+        return _from_mapping(cls, d, "config")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)

@@ -1,0 +1,311 @@
+"""The three link-prediction tasks the runner knows. Each builds its model for one (row, seed) and
+supplies training batches, a loss and an evaluation; :func:`scenegraph_diff.linkpred.runner.fit` does
+the rest (one training loop for all of them).
+
+A task exposes::
+
+    task.model                       # nn.Module (wrapped in DDP by the runner when distributed)
+    task.param_groups(model)         # optimizer parameter groups
+    task.batches(generator)          # the epoch's batches (any objects)
+    task.loss(model, batch, generator) -> Tensor
+    task.evaluate(model, stage)      # stage "val" or "test" -> {metric: float}
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .config import LinkPredConfig, ModelConfig
+from .decoders import CNDecoder, DistMultDecoder, DotDecoder, MLPDecoder
+from .encoders import GCNEncoder, SAGEEncoder
+from .metrics import evaluate_scores
+from .model import LinkModel
+from .splits import LinkSplit, edge_keys, random_link_split, sample_negatives, to_undirected
+
+__all__ = ["PlanetoidTask", "HeteroLinkTask", "VRDTask", "TASK_CLASSES", "bce_loss", "make_decoder"]
+
+logger = logging.getLogger(__name__)
+
+HOMO_ENCODERS = {"gcn": GCNEncoder, "sage": SAGEEncoder}
+
+
+def bce_loss(pos: Tensor, neg: Tensor) -> Tensor:
+    """``-mean log σ(pos) - mean log σ(-neg)``."""
+    return -F.logsigmoid(pos).mean() - F.logsigmoid(-neg).mean()
+
+
+def make_decoder(m: ModelConfig, num_relations: int = 1) -> nn.Module:
+    makers = {
+        "dot": lambda: DotDecoder(),
+        "distmult": lambda: DistMultDecoder(m.hidden, num_relations),
+        "mlp": lambda: MLPDecoder(m.hidden, 3, m.decoder_dropout, norm=m.norm),
+        "cn": lambda: CNDecoder(m.hidden, m.decoder_dropout, beta=m.cn_beta, norm=True),
+    }
+    if m.decoder not in makers:
+        raise ValueError(f"models[{m.name}].decoder: unknown decoder {m.decoder!r}; expected one of {sorted(makers)}")
+    return makers[m.decoder]()
+
+
+def _split_batches(n: int, batch_size: int, generator: torch.Generator) -> list[Tensor]:
+    perm = torch.randperm(n, generator=generator)
+    return list(perm.split(batch_size if batch_size > 0 else n))
+
+
+def _shard(t: Tensor, rank: int, world: int, dim: int = -1) -> Tensor:
+    """This rank's contiguous share of ``t`` along ``dim``."""
+    return t.tensor_split(world, dim=dim)[rank] if world > 1 else t
+
+
+# ----------------------------------------------------------------------------------------- planetoid
+@dataclass
+class PlanetoidTask:
+    """Homogeneous link prediction on Cora / CiteSeer with the NCN split protocol."""
+
+    cfg: LinkPredConfig
+    m: ModelConfig
+    split: LinkSplit
+    x: Tensor
+    model: nn.Module
+    rank: int = 0
+    world: int = 1
+
+    @classmethod
+    def build(cls, cfg: LinkPredConfig, m: ModelConfig, data: Any, seed: int, rank: int = 0, world: int = 1) -> "PlanetoidTask":
+        g = torch.Generator().manual_seed(seed)
+        split = random_link_split(data.edge_index, data.num_nodes, cfg.val_ratio, cfg.test_ratio, generator=g)
+        if m.encoder not in HOMO_ENCODERS:
+            raise ValueError(f"models[{m.name}].encoder: {m.encoder!r} is not a homogeneous encoder {sorted(HOMO_ENCODERS)}")
+        torch.manual_seed(seed)  # parameter init (runner scope; restored by the runner's fork_rng)
+        enc = HOMO_ENCODERS[m.encoder](
+            data.num_features, m.hidden, num_layers=m.num_layers, dropout=m.dropout, input_dropout=m.input_dropout,
+            input_linear=m.input_linear, jk=m.jk, norm=m.norm,
+        )
+        return cls(cfg, m, split, data.x.to_sparse().coalesce(), LinkModel(enc, make_decoder(m)), rank, world)
+
+    def __post_init__(self) -> None:
+        self._exclude = self.split.train_exclude_keys()
+        self._train_mp = self.split.message_passing_edges("train")
+
+    def param_groups(self, model: nn.Module) -> list[dict]:
+        core = model.module if hasattr(model, "module") else model
+        return [
+            {"params": list(core.encoder.parameters()), "lr": self.m.lr},
+            {"params": list(core.decoder.parameters()), "lr": self.m.decoder_lr or self.m.lr},
+        ]
+
+    def batches(self, generator: torch.Generator) -> Iterable[Tensor]:
+        return _split_batches(self.split.train_pos.size(1), self.m.batch_size, generator)
+
+    def loss(self, model: nn.Module, batch: Tensor, generator: torch.Generator) -> Tensor:
+        tp = self.split.train_pos
+        if self.m.mask_targets:
+            keep = torch.ones(tp.size(1), dtype=torch.bool)
+            keep[batch] = False
+            mp = to_undirected(tp[:, keep])  # the batch's own targets are not visible to the model
+        else:
+            mp = self._train_mp
+        pos = _shard(tp[:, batch], self.rank, self.world)
+        neg = sample_negatives(pos.size(1) * self.m.num_negatives, self.split.num_nodes, self._exclude, generator)
+        logits = model(self.x, mp, torch.cat([pos, neg], 1))
+        return bce_loss(logits[: pos.size(1)], logits[pos.size(1) :])
+
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module, stage: str) -> dict[str, float]:
+        core = model.module if hasattr(model, "module") else model
+        s = self.split
+        mp = s.message_passing_edges(stage, with_val=self.cfg.test_with_val_edges)
+        pos, neg = (s.val_pos, s.val_neg) if stage == "val" else (s.test_pos, s.test_neg)
+        h = core.encoder(self.x, mp)
+        return evaluate_scores(core.decoder(h, pos, mp), core.decoder(h, neg, mp), self.cfg.hits_k)
+
+
+
+# -------------------------------------------------------------------------------------------- hetero
+def _bipartite_negatives(num: int, n_src: int, n_dst: int, exclude: Tensor, generator: torch.Generator) -> Tensor:
+    """``[2, num]`` random (src, dst) pairs whose key ``src * n_dst + dst`` is not in sorted ``exclude``."""
+    out, have = [], 0
+    while have < num:
+        m = int((num - have) * 1.1) + 16
+        s = torch.randint(0, n_src, (m,), generator=generator)
+        d = torch.randint(0, n_dst, (m,), generator=generator)
+        ok = ~torch.isin(s * n_dst + d, exclude)
+        pairs = torch.stack([s[ok], d[ok]])[:, : num - have]
+        out.append(pairs)
+        have += pairs.size(1)
+    return torch.cat(out, 1)
+
+
+class HeteroLinkModel(nn.Module):
+    """Heterogeneous encoder + one decoder shared by the target edge types (relation id = index)."""
+
+    def __init__(self, encoder: nn.Module, decoder: nn.Module, denoiser: nn.Module | None = None) -> None:
+        super().__init__()
+        self.encoder, self.decoder, self.denoiser = encoder, decoder, denoiser
+
+    def embed(self, x_dict: dict, edge_index_dict: dict) -> dict:
+        return self.encoder(x_dict, edge_index_dict)
+
+    def score(self, h: dict, edge_type: tuple, rel: int, pairs: Tensor) -> Tensor:
+        src, _, dst = edge_type
+        n_src = h[src].size(0)
+        hh = torch.cat([h[src], h[dst]], 0)  # [N_src + N_dst, D]
+        p = torch.stack([pairs[0], pairs[1] + n_src])
+        return self.decoder(hh, p, None, torch.full((p.size(1),), rel, dtype=torch.long))
+
+    def forward(self, x_dict: dict, edge_index_dict: dict, targets: list[tuple[tuple, int, Tensor]]) -> tuple[list[Tensor], Tensor]:
+        """Scores of each ``(edge_type, rel, pairs)`` target and the auxiliary loss (0 without denoiser)."""
+        h = self.embed(x_dict, edge_index_dict)
+        aux = h[next(iter(h))].new_zeros(())
+        if self.denoiser is not None:
+            h, aux = self.denoiser(h, edge_index_dict)
+        return [self.score(h, et, r, p) for et, r, p in targets], aux
+
+
+@dataclass
+class HeteroLinkTask:
+    """Typed link prediction on IMDB: movie–director and movie–actor, with reverse types split together."""
+
+    cfg: LinkPredConfig
+    m: ModelConfig
+    splits: tuple
+    x_dict: dict
+    model: nn.Module
+    rank: int = 0
+    world: int = 1
+
+    TARGETS = (("movie", "to", "director"), ("movie", "to", "actor"))
+    REVERSE = (("director", "to", "movie"), ("actor", "to", "movie"))
+    SHORT = {("movie", "to", "director"): "md", ("movie", "to", "actor"): "ma"}
+
+    @classmethod
+    def build(cls, cfg: LinkPredConfig, m: ModelConfig, data: Any, seed: int, rank: int = 0, world: int = 1) -> "HeteroLinkTask":
+        from .denoise import RelationViewDenoiser
+        from .hetero import HeteroEncoder
+        from .splits import hetero_link_split
+
+        splits = hetero_link_split(data, cls.TARGETS, cls.REVERSE, cfg.val_ratio, cfg.test_ratio, seed=seed)
+        torch.manual_seed(seed)
+        in_ch = {t: data[t].x.size(1) for t in data.node_types}
+        enc = HeteroEncoder(m.encoder, data.metadata(), in_ch, m.hidden, m.num_layers, m.heads, m.dropout)
+        den = RelationViewDenoiser(m.hidden, ("movie", "to", "actor"), "movie", weight=m.denoise_weight) if m.denoise else None
+        model = HeteroLinkModel(enc, make_decoder(m, num_relations=len(cls.TARGETS)), den)
+        x_dict = {t: data[t].x.to_sparse().coalesce() for t in data.node_types}
+        return cls(cfg, m, splits, x_dict, model, rank, world)
+
+    def __post_init__(self) -> None:
+        train = self.splits[0]
+        self._exclude = {}
+        for et in self.TARGETS:
+            n_dst = train[et[2]].num_nodes
+            ei = train[et].edge_index
+            self._exclude[et] = torch.sort(ei[0] * n_dst + ei[1]).values
+
+    def param_groups(self, model: nn.Module) -> list[dict]:
+        return [{"params": list(model.parameters()), "lr": self.m.lr}]
+
+    def batches(self, generator: torch.Generator) -> Iterable[dict]:
+        train = self.splits[0]
+        per_type = {et: _split_batches(train[et].edge_label_index.size(1), self.m.batch_size, generator) for et in self.TARGETS}
+        n = max(len(v) for v in per_type.values())
+        return [{et: v[i] for et, v in per_type.items() if i < len(v)} for i in range(n)]
+
+    def loss(self, model: nn.Module, batch: dict, generator: torch.Generator) -> Tensor:
+        train = self.splits[0]
+        targets, npos = [], []
+        for r, et in enumerate(self.TARGETS):
+            if et not in batch:
+                continue
+            pos = _shard(train[et].edge_label_index[:, batch[et]], self.rank, self.world)
+            neg = _bipartite_negatives(pos.size(1) * self.m.num_negatives, train[et[0]].num_nodes, train[et[2]].num_nodes,
+                                       self._exclude[et], generator)
+            targets.append((et, r, torch.cat([pos, neg], 1)))
+            npos.append(pos.size(1))
+        scores, aux = model(self.x_dict, train.edge_index_dict, targets)
+        loss = sum(bce_loss(s[:k], s[k:]) for s, k in zip(scores, npos)) / len(scores)
+        return loss + aux
+
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module, stage: str) -> dict[str, float]:
+        core = model.module if hasattr(model, "module") else model
+        data = self.splits[1] if stage == "val" else self.splits[2]
+        targets = [(et, r, data[et].edge_label_index) for r, et in enumerate(self.TARGETS)]
+        scores, _ = core(self.x_dict, data.edge_index_dict, targets)
+        out: dict[str, float] = {}
+        per: list[dict[str, float]] = []
+        for (et, _, _), s in zip(targets, scores):
+            y = data[et].edge_label.bool()
+            metr = evaluate_scores(s[y], s[~y], self.cfg.hits_k)
+            per.append(metr)
+            out.update({f"{self.SHORT[et]}/{k}": v for k, v in metr.items()})
+        for k in per[0]:  # macro average over the target types
+            out[k] = sum(p[k] for p in per) / len(per)
+        return out
+
+
+# ----------------------------------------------------------------------------------------------- vrd
+@dataclass
+class VRDTask:
+    """Predicate prediction on VRD (see :mod:`.vrd`); ``encoder: frequency`` is the untrained baseline."""
+
+    cfg: LinkPredConfig
+    m: ModelConfig
+    train_chunks: list
+    val_batch: Any
+    test_batch: Any
+    model: nn.Module
+    rank: int = 0
+    world: int = 1
+
+    @classmethod
+    def build(cls, cfg: LinkPredConfig, m: ModelConfig, data: Any, seed: int, rank: int = 0, world: int = 1) -> "VRDTask":
+        from .vrd import FrequencyBaseline, FrequencyModel, VRDPredicateModel, collate_vrd
+
+        g = torch.Generator().manual_seed(seed)
+        train = data["train"]
+        perm = torch.randperm(len(train), generator=g).tolist()
+        n_val = int(cfg.val_ratio * len(train))
+        val = [train[i] for i in perm[:n_val]]
+        trn = [train[i] for i in perm[n_val:]]
+        freq = FrequencyBaseline(trn)
+        torch.manual_seed(seed)
+        if m.encoder == "frequency":
+            model: nn.Module = FrequencyModel(freq)
+        elif m.encoder == "context":
+            model = VRDPredicateModel(m.hidden, m.num_layers, m.heads, m.dropout, log_prior=torch.log(freq.probs))
+        else:
+            raise ValueError(f"models[{m.name}].encoder: VRD supports 'context' or 'frequency', got {m.encoder!r}")
+        bs = m.batch_size or len(trn)
+        chunks = [collate_vrd(trn[i : i + bs]) for i in range(0, len(trn), bs)]
+        return cls(cfg, m, chunks, collate_vrd(val), collate_vrd(data["test"]), model, rank, world)
+
+    def param_groups(self, model: nn.Module) -> list[dict]:
+        return [{"params": list(model.parameters()), "lr": self.m.lr}]
+
+    def batches(self, generator: torch.Generator) -> Iterable[Any]:
+        order = torch.randperm(len(self.train_chunks), generator=generator).tolist()
+        return [self.train_chunks[i] for i in order]
+
+    def loss(self, model: nn.Module, batch: Any, generator: torch.Generator) -> Tensor:
+        logits = model(batch)
+        lab = _shard(batch.labels, self.rank, self.world, dim=0)
+        return F.cross_entropy(logits[lab[:, 0]], lab[:, 1])
+
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module, stage: str) -> dict[str, float]:
+        from .vrd import recall_at_n
+
+        core = model.module if hasattr(model, "module") else model
+        b = self.val_batch if stage == "val" else self.test_batch
+        logp = F.log_softmax(core(b), dim=-1)
+        out = {"r@50": recall_at_n(logp, b, 50, 1)[0], "r@100": recall_at_n(logp, b, 100, 1)[0],
+               "r@50_k70": recall_at_n(logp, b, 50, 70)[0], "r@100_k70": recall_at_n(logp, b, 100, 70)[0]}
+        return out
+
+
+TASK_CLASSES: dict[str, Any] = {"planetoid": PlanetoidTask, "imdb": HeteroLinkTask, "vrd": VRDTask}

@@ -1,0 +1,136 @@
+import json
+import statistics
+
+import pytest
+import torch
+
+from scenegraph_diff.linkpred import runner as runner_mod
+from scenegraph_diff.linkpred.config import LinkPredConfig
+from scenegraph_diff.linkpred.runner import run_sweep
+from scenegraph_diff.linkpred.splits import edge_keys
+
+from ._graphs import random_graph, random_hetero
+
+
+def _cfg(**over):
+    d = {
+        "task": "planetoid",
+        "dataset": "Cora",
+        "seeds": [0, 1],
+        "select_metric": "hits@20",
+        "hits_k": [20],
+        "models": [
+            {"name": "gcn-dot", "encoder": "gcn", "decoder": "dot", "hidden": 16, "epochs": 3},
+            {"name": "gcn-cn", "encoder": "gcn", "decoder": "cn", "hidden": 16, "num_layers": 1, "input_linear": True,
+             "jk": True, "norm": True, "batch_size": 32, "mask_targets": True, "epochs": 2},
+        ],
+    }
+    d.update(over)
+    return LinkPredConfig.from_dict(d)
+
+
+def test_sweep_writes_seed_files_and_summary(tmp_path):
+    data = random_graph()
+    summary = run_sweep(_cfg(), tmp_path, progress=False, data=data)
+    for row in ("gcn-dot", "gcn-cn"):
+        recs = [json.loads((tmp_path / row / f"seed_{s}.json").read_text()) for s in (0, 1)]
+        for r in recs:
+            assert {"config", "metrics", "val_metrics", "timings", "versions", "best_epoch"} <= set(r)
+            assert r["config"]["model"]["name"] == row
+        vals = [r["metrics"]["hits@20"] for r in recs]
+        got = summary[row]["hits@20"]
+        assert got["n"] == 2
+        assert got["mean"] == pytest.approx(statistics.fmean(vals))
+        assert got["std"] == pytest.approx(statistics.stdev(vals))
+        assert json.loads((tmp_path / row / "summary.json").read_text())["hits@20"] == got
+    table = (tmp_path / "results.md").read_text()
+    assert "| gcn-dot |" in table and "| gcn-cn |" in table
+
+
+def test_resume_skips_finished_seeds(tmp_path, monkeypatch):
+    data = random_graph()
+    cfg = _cfg(models=[{"name": "gcn-dot", "encoder": "gcn", "decoder": "dot", "hidden": 8, "epochs": 1}], seeds=[0, 1, 2])
+    run_sweep(cfg, tmp_path, progress=False, data=data)
+    first = json.loads((tmp_path / "gcn-dot" / "seed_1.json").read_text())
+    (tmp_path / "gcn-dot" / "seed_1.json").unlink()  # an "interrupted" sweep: seed 1 missing
+    calls = []
+    real = runner_mod.run_seed
+
+    def spy(cfg, m, data, seed):
+        calls.append(seed)
+        return real(cfg, m, data, seed)
+
+    monkeypatch.setattr(runner_mod, "run_seed", spy)
+    run_sweep(cfg, tmp_path, progress=False, data=data)
+    assert calls == [1]
+    again = json.loads((tmp_path / "gcn-dot" / "seed_1.json").read_text())
+    assert again["metrics"] == first["metrics"]  # same seed, same numbers
+    run_sweep(cfg, tmp_path, progress=False, data=data)
+    assert calls == [1]  # nothing left to do
+
+
+def test_resume_refuses_a_different_config(tmp_path):
+    data = random_graph()
+    cfg = _cfg(models=[{"name": "gcn-dot", "encoder": "gcn", "decoder": "dot", "hidden": 8, "epochs": 1}], seeds=[0])
+    run_sweep(cfg, tmp_path, progress=False, data=data)
+    cfg2 = _cfg(models=[{"name": "gcn-dot", "encoder": "gcn", "decoder": "dot", "hidden": 8, "epochs": 2}], seeds=[0])
+    with pytest.raises(ValueError, match="different config"):
+        run_sweep(cfg2, tmp_path, progress=False, data=data)
+
+
+def test_training_message_passing_excludes_heldout_and_target_edges(monkeypatch):
+    """NCN protocol: the graph a model propagates over during training never holds a validation or
+    test edge, and (``mask_targets``) never the batch's own target edges."""
+    from scenegraph_diff.linkpred.model import LinkModel
+    from scenegraph_diff.linkpred.tasks import PlanetoidTask
+
+    data = random_graph()
+    cfg = _cfg()
+    seen = []
+    real_forward = LinkModel.forward
+
+    def spy(self, x, edge_index, pairs):
+        if self.training:
+            seen.append((edge_index.clone(), pairs.clone()))
+        return real_forward(self, x, edge_index, pairs)
+
+    monkeypatch.setattr(LinkModel, "forward", spy)
+    for m in cfg.models:
+        task = PlanetoidTask.build(cfg, m, data, seed=0)
+        runner_mod.fit(task, m, cfg.select_metric, seed=0)
+        n = data.num_nodes
+        held = set(edge_keys(torch.cat([task.split.val_pos, task.split.test_pos], 1), n).tolist())
+        train = set(edge_keys(task.split.train_pos, n).tolist())
+        assert seen
+        for mp, pairs in seen:
+            mpk = set(edge_keys(mp, n).tolist())
+            assert not (mpk & held)
+            if m.mask_targets:
+                pos = set(edge_keys(pairs, n).tolist()) & train  # the batch's positive targets
+                assert pos and not (mpk & pos)
+        seen.clear()
+
+
+def test_hetero_rows_run(tmp_path):
+    cfg = LinkPredConfig.from_dict({
+        "task": "imdb", "dataset": "IMDB", "seeds": [0], "select_metric": "auc", "hits_k": [5],
+        "models": [
+            {"name": "rgcn", "encoder": "rgcn", "decoder": "distmult", "hidden": 8, "epochs": 2},
+            {"name": "hgcn", "encoder": "hgcn", "decoder": "distmult", "hidden": 8, "epochs": 2},
+            {"name": "rhgnn-dn", "encoder": "rhgnn", "decoder": "distmult", "hidden": 8, "epochs": 2, "denoise": True},
+        ],
+    })
+    summary = run_sweep(cfg, tmp_path, progress=False, data=random_hetero())
+    for row in ("rgcn", "hgcn", "rhgnn-dn"):
+        assert {"md/auc", "ma/auc", "auc", "mrr", "md/hits@5"} <= set(summary[row])
+        assert summary[row]["auc"]["mean"] == pytest.approx((summary[row]["md/auc"]["mean"] + summary[row]["ma/auc"]["mean"]) / 2)
+
+
+def test_config_errors_name_the_key(tmp_path):
+    with pytest.raises(ValueError, match=r"unknown key\(s\) \['lr_decay'\]"):
+        _cfg(models=[{"name": "a", "lr_decay": 0.1}])
+    with pytest.raises(ValueError, match="task must be one of"):
+        _cfg(task="ogb")
+    with pytest.raises(ValueError, match="unknown decoder 'bilinear'"):
+        run_sweep(_cfg(models=[{"name": "a", "decoder": "bilinear", "epochs": 1}], seeds=[0]), tmp_path, progress=False,
+                  data=random_graph())
