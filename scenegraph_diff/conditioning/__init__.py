@@ -21,6 +21,8 @@ _LAZY = {
     "RectificationDataset": ".rectification",
     "train_rectification": ".rectification",
     "rectification_step": ".rectification",
+    "RectificationRunConfig": ".rectification",
+    "run_rectification": ".rectification",
 }
 
 __all__ = ["GraphAlignment", "align_batch", "align_graph", "find_span", *_LAZY]

@@ -99,6 +99,7 @@ def tiny_sd_components(seed: int = 0, hidden_size: int = 32, model_max_length: i
             in_channels=3, out_channels=3, block_out_channels=(8, 16), latent_channels=4, layers_per_block=1,
             down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
             up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"), norm_num_groups=8, sample_size=64,
+            scaling_factor=4.0,  # random-weight latents have std ~0.25: scale them to ~unit variance, as SD's 0.18215 does
         )
         text_config = CLIPTextConfig(
             vocab_size=len(tokenizer), hidden_size=hidden_size, intermediate_size=2 * hidden_size,
