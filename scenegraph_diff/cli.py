@@ -316,6 +316,51 @@ def _run_train_shapes(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------------------------- rectification
+def _add_train_rectification(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train-rectification", help="train relation rectification (RRNet) for an SD pipeline",
+                       description="Train the scene-graph encoder + conditioner of a SceneGraphPipeline with RRNet's "
+                                   "objective on DATA_ROOT/<relation>/index.json folders (SD stays frozen). Saves "
+                                   "OUTPUT/graph_encoder, OUTPUT/graph_conditioner (safetensors) and OUTPUT/loss.png. "
+                                   "Runs alone or under torchrun (DDP).")
+    p.add_argument("--data-root", required=True, help="folder with <relation>/index.json sub-folders")
+    p.add_argument("--relation", action="append", default=None, help="relation folder to use (repeatable; default all)")
+    p.add_argument("--model", default="tiny", help="SD 1.x/2.x pipeline folder or id, or 'tiny' (offline random weights)")
+    p.add_argument("--graph-encoder", default=None, help="folder of a pretrained SceneGraphEncoder (default: fresh)")
+    p.add_argument("--conv", default="hgcn", choices=["hgcn", "rhgnn"], help="layer of a fresh encoder (default hgcn)")
+    p.add_argument("--output", default="runs/rectification", help="run folder (default runs/rectification)")
+    p.add_argument("--steps", type=int, default=500, help="optimizer steps (default 500, as RRNet)")
+    p.add_argument("--lr", type=float, default=3e-4, help="AdamW learning rate (default 3e-4, as RRNet)")
+    p.add_argument("--batch-size", type=int, default=1, help="triples per step and rank (default 1)")
+    p.add_argument("--resolution", type=int, default=512, help="image size for VAE encoding (default 512)")
+    p.add_argument("--neg-bound", type=float, default=1.0, help="clamp of the swapped-pair MSE (default 1.0)")
+    p.add_argument("--timestep-power", type=float, default=1.0, help="p(t) ~ (t+1)^power (default 1: favour large t)")
+    p.add_argument("--ema-decay", type=float, default=None, help="EMA of the weights (default off)")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in OUTPUT")
+    _add_threads(p)
+
+
+def _run_train_rectification(args: argparse.Namespace) -> int:
+    _set_threads(args.threads)
+    from .conditioning.rectification import RectificationConfig, RectificationRunConfig, run_rectification
+
+    try:
+        objective = RectificationConfig(neg_bound=args.neg_bound, timestep_power=args.timestep_power,
+                                        batch_size=args.batch_size, resolution=args.resolution)
+        config = RectificationRunConfig(
+            data_root=args.data_root, output_dir=args.output, model=args.model,
+            relations=tuple(args.relation) if args.relation else None, graph_encoder=args.graph_encoder,
+            conv=args.conv, max_steps=args.steps, lr=args.lr, ema_decay=args.ema_decay, seed=args.seed,
+            device=args.device, num_threads=args.threads, objective=objective)
+        result = run_rectification(config, resume=args.resume)
+    except ValueError as e:
+        raise CLIError(str(e)) from None
+    print(json.dumps(result))
+    return 0
+
+
 # ---------------------------------------------------------------------------------------------- registry
 # (name, add_parser, run). Add new subcommands here.
 
@@ -375,6 +420,7 @@ COMMANDS: list[tuple[str, Callable[[argparse._SubParsersAction], None], Callable
     ("generate", _add_generate, _run_generate),
     ("train-shapes", _add_train_shapes, _run_train_shapes),
     ("linkpred", _add_linkpred, _run_linkpred),
+    ("train-rectification", _add_train_rectification, _run_train_rectification),
 ]
 
 
