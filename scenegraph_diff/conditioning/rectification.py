@@ -387,11 +387,12 @@ def run_rectification(config: RectificationRunConfig, resume: bool = False) -> d
         ``{"graph_encoder": path, "graph_conditioner": path, "plot": path, "steps": n, "first": {...},
         "last": {...}}`` (``first`` / ``last``: mean losses over the first / last 10 % of the steps).
     """
+    examples = RectificationDataset(config.data_root, config.relations)  # fail fast on bad data
+
     from ..nn.encoders import SceneGraphEncoder
     from ..pipelines.scene_graph import SceneGraphPipeline
     from ..training import TrainConfig, distributed_env, plot_history
 
-    examples = RectificationDataset(config.data_root, config.relations)
     encoder = SceneGraphEncoder.from_pretrained(config.graph_encoder) if config.graph_encoder else None
     if config.model == "tiny":
         from ..pipelines.testing import tiny_sd_components

@@ -159,3 +159,19 @@ def test_200_step_rectification_lowers_positive_raises_swapped(tmp_path):
     assert png.stat().st_size > 0 and len(history) == 200
     assert after["positive"] < before["positive"]
     assert after["negative"] > before["negative"]
+
+
+def test_cli_train_rectification(tmp_path, capsys):
+    from scenegraph_diff.cli import main
+
+    root = make_pairs(tmp_path / "data")
+    rc = main(["train-rectification", "--data-root", str(root), "--output", str(tmp_path / "run"), "--steps", "2",
+               "--resolution", "32", "--device", "cpu", "--batch-size", "2", "--lr", "1e-2"])
+    assert rc == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["steps"] == 2 and Path(result["plot"]).exists()
+    assert Path(result["graph_encoder"], "config.json").exists()
+    rc = main(["train-rectification", "--data-root", str(tmp_path / "missing")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and err == [f"scenegraph-diff train-rectification: error: rectification data root "
+                               f"'{tmp_path / 'missing'}' is not a folder"]
