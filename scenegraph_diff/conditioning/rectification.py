@@ -417,6 +417,7 @@ def run_rectification(config: RectificationRunConfig, resume: bool = False) -> d
         max_steps=config.max_steps, lr=config.lr, optimizer="adamw", grad_clip=config.grad_clip,
         ema_decay=config.ema_decay, checkpoint_every=config.checkpoint_every, output_dir=config.output_dir,
         seed=config.seed, num_threads=config.num_threads, device=config.device, progress=config.progress,
+        ddp_find_unused_parameters=True,  # graphs without attributes leave attribute weights unused
     )
     history = train_rectification(pipe, examples, config.objective, train_config, resume=resume)
     out = Path(config.output_dir)
