@@ -31,11 +31,11 @@ from torch import Tensor, nn
 
 from ..graph.scene_graph import Relation, SceneGraph, SceneObject
 from .align import TAGS
-from .lexicon import AUX, DETERMINERS
+from .lexicon import AUX, DETERMINERS, VERB_FORMS, lemmatize_verb
 from .rules import RuleBasedParser, is_shapes_text
 from .tokenize import Token, split_sentences, tokenize
 
-__all__ = ["LearnedParser", "TaggerConfig", "SceneGraphTagger", "Vocab", "DEFAULT_WEIGHTS"]
+__all__ = ["LearnedParser", "TaggerConfig", "SceneGraphTagger", "Vocab", "DEFAULT_WEIGHTS", "COPY", "predicate_words"]
 
 log = logging.getLogger(__name__)
 
@@ -76,13 +76,43 @@ class Vocab:
     predicates: list[str] = field(default_factory=list)  # class 0 = none
     name_forms: dict[str, str] = field(default_factory=dict)
     attribute_forms: dict[str, str] = field(default_factory=dict)
+    verb_lemmas: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.word_index = {w: i for i, w in enumerate(self.words)}
 
     def to_dict(self) -> dict[str, Any]:
         return {"words": self.words, "predicates": self.predicates, "name_forms": self.name_forms,
-                "attribute_forms": self.attribute_forms}
+                "attribute_forms": self.attribute_forms, "verb_lemmas": self.verb_lemmas}
+
+    def lemma(self, word: str) -> str:
+        """Predicate form of one word: the learned table, else the rule lemmatiser for -ing/-ed forms."""
+        if word in self.verb_lemmas:
+            return self.verb_lemmas[word]
+        if word in VERB_FORMS:
+            return VERB_FORMS[word]
+        if word.endswith(("ing", "ed")) and len(word) > 4:
+            return lemmatize_verb(word)
+        return word
+
+
+#: Predicate class meaning "the words between the two mentions, lemmatised" (see :func:`predicate_words`).
+COPY = "<copy>"
+
+
+def predicate_words(words: Sequence[str], in_mention: Sequence[bool], in_attribute: Sequence[bool], lo: int,
+                    hi: int) -> list[int]:
+    """Token indices of the predicate words between two mentions (``lo`` = end of the first, ``hi`` = start of
+    the second): walk back from ``hi``, skipping determiners, auxiliaries and attributes, up to a mention.
+    ``"sitting on [a red] sofa"`` -> the indices of ``sitting on``. Returned in text order."""
+    picked = []
+    for k in range(hi - 1, lo - 1, -1):
+        if in_mention[k]:
+            break
+        if in_attribute[k] or words[k] in _SKIP_IN_PREDICATE or not any(c.isalnum() for c in words[k]):
+            continue
+        picked.append(k)
+    return picked[::-1]
 
 
 def char_ngrams(word: str, buckets: int) -> list[int]:
@@ -309,22 +339,23 @@ class LearnedParser:
             if is_shapes_text(tokens):
                 shapes[k] = self.rules.parse(text)
                 continue
-            chunks = [tokens] if len(tokens) <= MAX_SEQ else split_sentences(tokens, text, MAX_SEQ)
+            chunks = split_sentences(tokens, text, MAX_SEQ)
             for chunk in chunks:
                 words = [t for t in chunk if any(c.isalnum() for c in t.lower)]
                 if words:
                     pieces.append((k, chunk))
-        results: list[list[tuple[list[Token], dict]]] = [[] for _ in texts]
+        results: list[list[tuple[int, list[Token], dict]]] = [[] for _ in texts]
         order = sorted(range(len(pieces)), key=lambda i: len(pieces[i][1]))  # similar lengths together
         with torch.inference_mode():
             for i in range(0, len(order), batch_size):
                 idx = order[i : i + batch_size]
                 decoded = self._decode([pieces[j][1] for j in idx])
                 for j, d in zip(idx, decoded):
-                    results[pieces[j][0]].append((pieces[j][1], d))
+                    results[pieces[j][0]].append((j, pieces[j][1], d))
         out = []
         for k, text in enumerate(texts):
-            out.append(shapes[k] if k in shapes else self._build(text, results[k]))
+            parts = [(toks, d) for _, toks, d in sorted(results[k], key=lambda x: x[0])]  # text order
+            out.append(shapes[k] if k in shapes else self._build(text, parts))
         return out
 
     def _decode(self, seqs: list[list[Token]]) -> list[dict]:
@@ -378,15 +409,19 @@ class LearnedParser:
             prob = logits.softmax(-1)
             best = prob[:, 1:].argmax(-1) + 1
             keep = (prob[:, 0] < self.relation_threshold).tolist()
+            copy = self.vocab.predicates.index(COPY) if COPY in self.vocab.predicates else -1
+            alt = best.tolist()
+            if copy >= 0:
+                alt = prob[:, 1:].masked_fill(torch.arange(1, prob.shape[1]) == copy, -1.0).argmax(-1).add(1).tolist()
             for k, (b, i, j, c) in enumerate(zip(pb, p1, p2, best.tolist())):
                 if keep[k]:
-                    rel_pred.append((b, i - first[b], j - first[b], c))
+                    rel_pred.append((b, i - first[b], j - first[b], c, alt[k]))
         for b in range(len(seqs)):
             out.append({"objects": per[b][0], "attributes": [], "relations": []})
         for k, b in enumerate(att_b):
             out[b]["attributes"].append((att_s[k], att_e[k], links[k]))
-        for b, i, j, c in rel_pred:
-            out[b]["relations"].append((i, j, self.vocab.predicates[c]))
+        for b, i, j, c, a in rel_pred:
+            out[b]["relations"].append((i, j, self.vocab.predicates[c], self.vocab.predicates[a]))
         return out
 
     def _build(self, text: str, parts: list[tuple[list[Token], dict]]) -> SceneGraph:
@@ -398,7 +433,7 @@ class LearnedParser:
         seen: set[tuple[int, str, int]] = set()
         for tokens, d in parts:
             words = [t.lower for t in tokens]
-            linked = {(i, j) for i, j, _ in d["relations"]} | {(j, i) for i, j, _ in d["relations"]}
+            linked = {(r[0], r[1]) for r in d["relations"]} | {(r[1], r[0]) for r in d["relations"]}
             node_of: list[int] = []
             local_names: dict[str, list[int]] = {}
             for mi, (s, e) in enumerate(d["objects"]):
@@ -422,14 +457,21 @@ class LearnedParser:
                 if label not in o.attributes:
                     objects[i] = SceneObject(o.name, (*o.attributes, label), o.box, o.span)
             spans = d["objects"]
-            for i, j, pred in d["relations"]:
+            in_mention = [False] * len(words)
+            in_attribute = [False] * len(words)
+            for s, e in spans:
+                in_mention[s:e] = [True] * (e - s)
+            for s, e, _ in d["attributes"]:
+                in_attribute[s:e] = [True] * (e - s)
+            for i, j, pred, alt in d["relations"]:
                 si, oi = node_of[i], node_of[j]
+                lo, hi = min(spans[i][1], spans[j][1]), max(spans[i][0], spans[j][0])
+                picked = predicate_words(words, in_mention, in_attribute, lo, hi)
+                if pred == COPY:
+                    pred = " ".join(v.lemma(words[k]) for k in picked) if picked else alt
                 if si == oi or (si, pred, oi) in seen:
                     continue
                 seen.add((si, pred, oi))
-                lo, hi = min(spans[i][1], spans[j][1]), max(spans[i][0], spans[j][0])
-                between = [k for k in range(lo, hi) if words[k] not in _SKIP_IN_PREDICATE
-                           and any(c.isalnum() for c in words[k])]
-                span = (tokens[between[0]].start, tokens[between[-1]].end) if between else None
+                span = (tokens[picked[0]].start, tokens[picked[-1]].end) if picked else None
                 relations.append(Relation(si, pred, oi, span))
         return SceneGraph(tuple(objects), tuple(relations), text)
