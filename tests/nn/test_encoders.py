@@ -91,6 +91,23 @@ def test_errors():
         enc(collate([cat_on_dog()]))
 
 
+def test_layer_modules_do_not_import_diffusers_at_top_level():
+    """Static check (fast): only encoders.py may import diffusers; nn/__init__ imports it lazily."""
+    import ast
+    from pathlib import Path
+
+    import scenegraph_diff.nn as nn_pkg
+
+    for name in ("__init__.py", "hgcn.py", "rhgnn.py"):
+        tree = ast.parse((Path(nn_pkg.__file__).parent / name).read_text())
+        for node in tree.body:  # module level only
+            if isinstance(node, ast.Import):
+                assert not any(a.name.startswith(("diffusers", "transformers")) for a in node.names), name
+            if isinstance(node, ast.ImportFrom) and node.module:
+                assert not node.module.startswith(("diffusers", "transformers", "encoders")), name
+
+
+@pytest.mark.slow
 def test_nn_import_does_not_pull_diffusers():
     code = "import sys, scenegraph_diff.nn; assert 'diffusers' not in sys.modules, 'diffusers imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
