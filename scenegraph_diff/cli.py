@@ -243,7 +243,7 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--num-images", type=int, default=1, help="images per prompt (default 1)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--steps", type=int, default=None, help="denoising steps (default: the model's, 4 for shapes)")
+    p.add_argument("--steps", type=int, default=None, help="denoising steps (default: the model's, 2 for shapes)")
     p.add_argument("--model", default=None, help="Stable Diffusion id/folder (SceneGraphPipeline) or a saved "
                                                   "ShapesPipeline folder (default: the bundled shapes model)")
     p.add_argument("--scale", type=int, default=1, help="nearest-neighbour upscaling of the PNGs (default 1)")

@@ -1,0 +1,72 @@
+"""``scenegraph-diff generate`` on a tiny random-weight ShapesPipeline (the bundled model is tested in slow tests)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from scenegraph_diff.cli import main
+from scenegraph_diff.graph import SceneGraph, read_jsonl
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory) -> str:
+    from scenegraph_diff.shapes.conditioning import ShapesConditioner
+    from scenegraph_diff.shapes.pipeline import ShapesPipeline, make_scheduler, make_unet
+
+    torch.manual_seed(0)
+    pipe = ShapesPipeline(unet=make_unet(32, 16, (8, 16, 16)), conditioner=ShapesConditioner(dim=16, embed_dim=16),
+                          scheduler=make_scheduler())
+    path = tmp_path_factory.mktemp("tiny") / "pipe"
+    pipe.save_pretrained(path)
+    return str(path)
+
+
+def test_generate_one_prompt(tiny_model: str, tmp_path, capsys) -> None:
+    rc = main(["generate", "a red circle to the left of a blue square", "--out", str(tmp_path), "--model", tiny_model,
+               "--num-images", "2", "--steps", "2", "--parser", "rules"])
+    assert rc == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert [p.rsplit("/", 1)[1] for p in summary["images"]] == ["00000.png", "00000_1.png"]
+    img = np.asarray(Image.open(tmp_path / "00000.png"))
+    assert img.shape == (32, 32, 3)
+    g = SceneGraph.from_json((tmp_path / "00000.json").read_text())
+    assert g.triplets() == [("circle", "left of", "square")]
+    assert list(read_jsonl(tmp_path / "graphs.jsonl")) == [g]
+
+
+def test_generate_input_file_keeps_order_and_is_seeded(tiny_model: str, tmp_path, capsys) -> None:
+    prompts = ["a cyan square", "a green triangle above a yellow square", "a purple circle under a red square"]
+    (tmp_path / "p.txt").write_text("\n".join(prompts) + "\n")
+    for out in ("a", "b"):
+        assert main(["generate", "--input", str(tmp_path / "p.txt"), "--out", str(tmp_path / out), "--model",
+                     tiny_model, "--seed", "3", "--steps", "2", "--parser", "rules"]) == 0
+    capsys.readouterr()
+    graphs = list(read_jsonl(tmp_path / "a" / "graphs.jsonl"))
+    assert [g.text for g in graphs] == prompts
+    for i in range(3):
+        a = np.asarray(Image.open(tmp_path / "a" / f"{i:05d}.png"))
+        b = np.asarray(Image.open(tmp_path / "b" / f"{i:05d}.png"))
+        assert np.array_equal(a, b)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["generate", "--out", "x"], "no prompt"),
+    (["generate", "a cyan square", "--input", "p.txt", "--out", "x"], "not both"),
+    (["generate", "--input", "/nonexistent.txt", "--out", "x"], "input file not found"),
+    (["generate", "a cyan square", "--out", "x", "--num-images", "0"], "num_images must be >= 1"),
+])
+def test_generate_bad_input(argv: list[str], message: str, capsys) -> None:
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+
+
+def test_generate_rejects_a_prompt_outside_the_shapes_world(tiny_model: str, tmp_path, capsys) -> None:
+    rc = main(["generate", "a cat on a mat", "--out", str(tmp_path), "--model", tiny_model, "--parser", "rules"])
+    assert rc == 2
+    assert "unknown shape 'cat'" in capsys.readouterr().err
