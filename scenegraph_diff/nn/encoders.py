@@ -167,9 +167,9 @@ class SceneGraphEncoder(ModelMixin, ConfigMixin):
         return SceneGraphEncoderOutput(node_embeddings=node, scene_embedding=node[SCENE], graph_tokens=tokens,
                                        graph_token_mask=mask)
 
-    @torch.no_grad()
     def encode_graphs(self, graphs: Sequence["SceneGraph"], embedder: LabelEmbedder) -> SceneGraphEncoderOutput:
-        """Collate ``graphs`` with ``embedder`` (``embedder.dim == in_channels``) and encode them (no grad)."""
+        """Collate ``graphs`` with ``embedder`` (``embedder.dim == in_channels``), move them to the encoder's
+        device and encode them (gradients flow as usual: wrap in ``torch.no_grad()`` for inference)."""
         if embedder.dim != self.config.in_channels:
             raise ValueError(f"embedder.dim is {embedder.dim}, but the encoder expects in_channels="
                              f"{self.config.in_channels}")

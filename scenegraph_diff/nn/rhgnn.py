@@ -300,5 +300,7 @@ class RHGNNConv(MessagePassing):
         return x_j * alpha.unsqueeze(-1)
 
     def __repr__(self) -> str:
-        return (f"{self.__class__.__name__}(-1, {self.out_channels}, heads={self.heads}, "
+        sizes = set(self.in_channels.values())
+        in_channels = sizes.pop() if len(sizes) == 1 else -1
+        return (f"{self.__class__.__name__}({in_channels}, {self.out_channels}, heads={self.heads}, "
                 f"num_relations={len(self.edge_types)}, fuse={self.fuse})")

@@ -120,3 +120,10 @@ def test_cuda():
     assert out.scene_embedding.is_cuda
     torch.testing.assert_close(out.scene_embedding.cpu(), _encoder("rhgnn").encode_graphs(
         [rich_graph(), cat_on_dog()], EMB).scene_embedding, atol=1e-4, rtol=1e-4)
+
+
+def test_encode_graphs_is_differentiable():
+    enc = _encoder("hgcn").train()
+    out = enc.encode_graphs([rich_graph()], EMB)
+    out.graph_tokens.sum().backward()
+    assert enc.lin_in["object"].weight.grad is not None

@@ -31,7 +31,9 @@ def test_shapes_and_repr(toy_hetero):
     out = conv(toy_hetero.x_dict, toy_hetero.edge_index_dict)
     assert {k: tuple(v.shape) for k, v in out.items()} == {"author": (3, 12), "paper": (4, 12), "venue": (1, 12)}
     assert repr(conv) == "HGCNConv(-1, 4, heads=3, num_edge_types=3)"
+    assert repr(HGCNConv(16, 8, METADATA, heads=2)) == "HGCNConv(16, 8, heads=2, num_edge_types=6)"
     conv = HGCNConv({"author": 5, "paper": 7, "venue": 3}, 4, toy_hetero.metadata(), heads=3, concat=False)
+    assert repr(conv).startswith("HGCNConv(-1, 4,")
     out = conv(toy_hetero.x_dict, toy_hetero.edge_index_dict)
     assert out["paper"].shape == (4, 4)
 
