@@ -279,8 +279,10 @@ def run_sweep(cfg: LinkPredConfig, out_dir: str | Path, data_root: str | Path | 
     todo = []
     for m in rows:
         (out / m.name).mkdir(parents=True, exist_ok=True)
-        want = _row_config(cfg, m)
-        for s in cfg.seeds:
+    # Seed-major order: an interrupted sweep leaves every row with the same finished seeds.
+    for s in cfg.seeds:
+        for m in rows:
+            want = _row_config(cfg, m)
             path = out / m.name / f"seed_{s}.json"
             if path.exists():
                 try:
