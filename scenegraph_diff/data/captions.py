@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import importlib
 import os
+import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -42,6 +43,8 @@ class CaptionsConfig:
         backend: parser backend passed to the default ``parse_fn``.
         split: split name of the output.
         vocab_min_count: keep labels seen at least this often in ``vocab.json``.
+        threads: torch threads per parsing process (a learned parser); the output does not depend
+            on ``workers`` because every process uses this count.
         overwrite, progress: see :class:`~.shards.ShardWriter` / tqdm.
     """
 
@@ -56,6 +59,7 @@ class CaptionsConfig:
     backend: str = "auto"
     split: str = "all"
     vocab_min_count: int = 1
+    threads: int = 1
     overwrite: bool = False
     progress: bool = True
 
@@ -64,7 +68,7 @@ class CaptionsConfig:
         i, n = self.shard
         if n < 1 or not 0 <= i < n:
             raise ValueError(f"CaptionsConfig.shard={self.shard!r}: expected (i, N) with 0 <= i < N")
-        for name in ("workers", "batch_size", "chunk_size", "vocab_min_count"):
+        for name in ("workers", "batch_size", "chunk_size", "vocab_min_count", "threads"):
             if getattr(self, name) < 1:
                 raise ValueError(f"CaptionsConfig.{name}={getattr(self, name)!r}: must be >= 1")
         if ":" not in self.parse_fn:
@@ -80,18 +84,26 @@ def _load_fn(spec: str) -> Callable[..., Any]:
         raise ValueError(f"parse_fn={spec!r}: cannot import ({e})") from None
 
 
-def _parse(spec: str, backend: str, texts: list[str]) -> list[Any]:
+def _parse(spec: str, backend: str, threads: int, texts: list[str]) -> list[Any]:
     fn = _load_fn(spec)
     kwargs: dict[str, Any] = {"progress": False}
     if spec == DEFAULT_PARSE_FN:
         kwargs["backend"] = backend
-    graphs = fn(texts, **kwargs)
+    torch = sys.modules.get("torch")  # a learned parser imports torch; fix its threads (same results for any --workers)
+    prev = torch.get_num_threads() if torch is not None else None
+    if torch is not None:
+        torch.set_num_threads(threads)
+    try:
+        graphs = fn(texts, **kwargs)
+    finally:
+        if torch is not None:
+            torch.set_num_threads(prev)
     if len(graphs) != len(texts):
         raise RuntimeError(f"{spec} returned {len(graphs)} graphs for {len(texts)} texts")
     return list(graphs)
 
 
-def _convert_batch(batch: list[Record], source: str, spec: str, backend: str, split: str) -> list[Outcome]:
+def _convert_batch(batch: list[Record], source: str, spec: str, backend: str, split: str, threads: int) -> list[Outcome]:
     out: list[Outcome | None] = [None] * len(batch)
     todo: list[int] = []
     for j, rec in enumerate(batch):
@@ -103,12 +115,12 @@ def _convert_batch(batch: list[Record], source: str, spec: str, backend: str, sp
             todo.append(j)
     texts = [batch[j].value for j in todo]
     try:
-        graphs = _parse(spec, backend, texts) if texts else []
+        graphs = _parse(spec, backend, threads, texts) if texts else []
     except Exception:  # find the culprit(s): parse one by one
         graphs = []
         for j in todo:
             try:
-                graphs.extend(_parse(spec, backend, [batch[j].value]))
+                graphs.extend(_parse(spec, backend, threads, [batch[j].value]))
             except Exception as e:  # noqa: BLE001 - any parser failure skips that text only
                 graphs.append(e)
     for j, g in zip(todo, graphs):
@@ -131,8 +143,9 @@ def prepare_captions(config: CaptionsConfig, command: Sequence[str] = ()) -> Job
     if not path.is_file():
         raise FileNotFoundError(f"input file not found: {path}")
     if config.workers > 1:
-        os.environ.setdefault("OMP_NUM_THREADS", "1")  # one torch thread per worker
+        os.environ.setdefault("OMP_NUM_THREADS", str(config.threads))  # read by torch when a worker imports it
     settings = {k: v for k, v in asdict(config).items() if k not in ("overwrite", "progress", "output_dir", "workers")}
+    # threads stay in the settings: a learned parser's float results may depend on them
     settings["input"] = os.path.abspath(config.input)
     writer = ShardWriter(config.output_dir, "captions", settings, command, overwrite=config.overwrite)
     if not writer.complete:
@@ -140,7 +153,7 @@ def prepare_captions(config: CaptionsConfig, command: Sequence[str] = ()) -> Job
         i, n = config.shard
         keep = None if n == 1 else (lambda rec: rec.index % n == i)
         convert = functools.partial(_convert_batch, source=path.name, spec=config.parse_fn, backend=config.backend,
-                                    split=config.split)
+                                    split=config.split, threads=config.threads)
         run_job(writer, records, convert, chunk_size=config.chunk_size, batch_size=config.batch_size,
                 workers=config.workers, keep=keep, progress=config.progress, desc="captions")
         writer.finish(vocab_min_count=config.vocab_min_count)

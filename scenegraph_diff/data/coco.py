@@ -185,7 +185,8 @@ def prepare_coco(config: CocoConfig, command: Sequence[str] = ()) -> JobReport:
     settings = {k: v for k, v in asdict(config).items() if k not in ("overwrite", "progress", "output_dir")}
     settings["instances"] = os.path.abspath(config.instances)
     settings["stuff"] = os.path.abspath(config.stuff) if config.stuff else None
-    writer = ShardWriter(config.output_dir, "coco", settings, command, overwrite=config.overwrite)
+    writer = ShardWriter(config.output_dir, "coco", settings, command, overwrite=config.overwrite,
+                         count_labels=False)
     if writer.complete:
         return JobReport(writer.manifest, Path(config.output_dir))
     categories: dict[int, str] = {}

@@ -95,6 +95,7 @@ def add_preprocess_arguments(p: argparse.ArgumentParser) -> None:
     q.add_argument("--backend", default="auto", choices=["auto", "learned", "rules"])
     q.add_argument("--split", default="all", help="split name of the output (default all)")
     q.add_argument("--vocab-min-count", type=int, default=1)
+    q.add_argument("--threads", type=int, default=1, help="torch threads per parsing process (default 1)")
     _common(q, 10000)
 
 
@@ -156,7 +157,7 @@ def run_preprocess(args: argparse.Namespace, command: Sequence[str] = ()) -> int
         cfg = CaptionsConfig(input=args.input, text_column=args.text_column, workers=args.workers,
                              batch_size=args.batch_size, shard=_shard(args.shard),
                              parse_fn=args.parse_fn or DEFAULT_PARSE_FN, backend=args.backend, split=args.split,
-                             vocab_min_count=args.vocab_min_count, **common)
+                             vocab_min_count=args.vocab_min_count, threads=args.threads, **common)
         report = prepare_captions(cfg, command)
     else:  # pragma: no cover - argparse restricts the choices
         raise ValueError(f"unknown dataset {args.dataset!r}")

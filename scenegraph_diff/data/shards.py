@@ -37,7 +37,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence, Union
 
 from ..graph.jsonl import atomic_write, read_jsonl
 from ..graph.scene_graph import SceneGraph
-from ..graph.vocab import Vocabulary
+from ..graph.vocab import KINDS, UNK, Vocabulary
 from .readers import Record
 
 logger = logging.getLogger(__name__)
@@ -65,10 +65,14 @@ class Outcome:
     skipped: str | None = None
     filtered: str | None = None
     stats: Mapping[str, int] = field(default_factory=dict)
+    labels: tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]] | None = None
 
     @classmethod
     def of(cls, split: str, id: str, graph: SceneGraph, **stats: int) -> "Outcome":
-        return cls(split=split, id=id, graph=graph.to_json(), stats={
+        """The outcome for a converted graph (with its counts and labels, gathered where it is built)."""
+        labels = (tuple(o.name for o in graph.objects), tuple(a for o in graph.objects for a in o.attributes),
+                  tuple(r.predicate for r in graph.relations))
+        return cls(split=split, id=id, graph=graph.to_json(), labels=labels, stats={
             "objects": graph.num_objects, "relations": graph.num_relations,
             "attributes": graph.num_attributes, **stats})
 
@@ -96,6 +100,8 @@ class ShardWriter:
         command: the command line recorded in the manifest.
         overwrite: discard a previous (finished or partial) run with other settings instead of
             refusing.
+        count_labels: keep label counts in the progress file, so :meth:`finish` can build the
+            vocabulary without re-reading the shards (turn off when the vocabulary is known).
 
     Raises:
         FileExistsError: ``output_dir`` holds a run with different settings (and not ``overwrite``).
@@ -108,8 +114,10 @@ class ShardWriter:
         settings: Mapping[str, Any],
         command: Sequence[str],
         overwrite: bool = False,
+        count_labels: bool = True,
     ) -> None:
         self.root = Path(output_dir)
+        self.count_labels = count_labels
         self.dataset = dataset
         self.settings = json.loads(json.dumps(dict(settings)))  # normalise (tuples -> lists)
         self.root.mkdir(parents=True, exist_ok=True)
@@ -132,6 +140,7 @@ class ShardWriter:
         self.state: dict[str, Any] = {
             "dataset": dataset, "settings": self.settings, "command": list(command), "chunks": 0,
             "records": 0, "position": None, "shards": [], "skipped": [], "counts": {}, "prepass": None,
+            "labels": {"object": {}, "attribute": {}, "predicate": {}},
         }
         if progress.is_file():
             old_state = json.loads(progress.read_text(encoding="utf-8"))
@@ -202,7 +211,11 @@ class ShardWriter:
         by_split: dict[str, tuple[list[str], list[str]]] = {}
         counts: Counter[str] = Counter(self.state["counts"])
         skipped: list[str] = []
+        labels = [Counter(self.state["labels"][k]) for k in KINDS] if self.count_labels else None
         for o in outcomes:
+            if labels is not None and o.labels is not None:
+                for c, names in zip(labels, o.labels):
+                    c.update(names)
             if o.graph is not None:
                 lines, ids = by_split.setdefault(o.split or "all", ([], []))
                 lines.append(o.graph)
@@ -231,6 +244,8 @@ class ShardWriter:
                 "ids_path": ids_path, "ids_sha256": _sha256(id_data),
             })
         self.state["counts"] = dict(sorted(counts.items()))
+        if labels is not None:
+            self.state["labels"] = {k: dict(sorted(c.items())) for k, c in zip(KINDS, labels)}
         self.state["skipped"].extend(skipped)
         self.state["chunks"] = k + 1
         self.state["records"] = self.records + num_records
@@ -245,7 +260,14 @@ class ShardWriter:
             return self.manifest
         shards = self.state["shards"]
         if vocab is None:
-            vocab = Vocabulary.from_graphs(self.iter_graphs(), min_count=vocab_min_count)
+            if not self.count_labels:
+                raise ValueError("finish() needs a vocabulary when count_labels=False")
+
+            def keep(counts: Mapping[str, int]) -> list[str]:  # as Vocabulary.from_graphs
+                return [lab for lab, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+                        if n >= vocab_min_count and lab != UNK]
+
+            vocab = Vocabulary(*(keep(self.state["labels"][k]) for k in KINDS))
         vocab.save(self.root / "vocab.json")
         skipped_text = "".join(s + "\n" for s in self.state["skipped"])
         atomic_write(self.root / "skipped.txt", skipped_text)

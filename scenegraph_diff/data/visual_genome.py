@@ -401,7 +401,8 @@ def prepare_visual_genome(config: VisualGenomeConfig, command: Sequence[str] = (
     settings = {k: v for k, v in asdict(config).items() if k not in ("overwrite", "progress", "output_dir", "workers")}
     settings["data_root"] = os.path.abspath(config.data_root)
     settings["files"] = [p.name for p in paths]
-    writer = ShardWriter(config.output_dir, "visual_genome", settings, command, overwrite=config.overwrite)
+    writer = ShardWriter(config.output_dir, "visual_genome", settings, command, overwrite=config.overwrite,
+                         count_labels=False)
     if writer.complete:
         return JobReport(writer.manifest, Path(config.output_dir))
     if writer.prepass is None:

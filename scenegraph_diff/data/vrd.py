@@ -165,7 +165,8 @@ def prepare_vrd(config: VRDConfig, command: Sequence[str] = ()) -> JobReport:
         sizes = {k: (float(v[0]), float(v[1])) for k, v in raw.items()}
     settings = {k: v for k, v in asdict(config).items() if k not in ("overwrite", "progress", "output_dir")}
     settings["data_root"] = os.path.abspath(config.data_root)
-    writer = ShardWriter(config.output_dir, "vrd", settings, command, overwrite=config.overwrite)
+    writer = ShardWriter(config.output_dir, "vrd", settings, command, overwrite=config.overwrite,
+                         count_labels=False)
     if not writer.complete:
         openers = [functools.partial(lambda p, start: iter_json_object(p, start), p) for _, p in files]
         records = chain_records(openers, writer.position)

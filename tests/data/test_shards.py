@@ -116,3 +116,11 @@ def test_verify_detects_corruption(tmp_path):
         list(iter_manifest_graphs(tmp_path / "out", verify=True))
     with pytest.raises(KeyError, match="split 'nope'"):
         list(iter_manifest_graphs(tmp_path / "out", "nope"))
+
+
+def test_vocab_from_label_counts_equals_vocab_from_graphs(tmp_path):
+    from scenegraph_diff.graph import Vocabulary
+
+    run(tmp_path, tmp_path / "out")
+    graphs = [g for _, g in iter_manifest_graphs(tmp_path / "out")]
+    assert Vocabulary.load(tmp_path / "out" / "vocab.json") == Vocabulary.from_graphs(graphs)
