@@ -53,6 +53,8 @@ class ModelConfig:
         num_negatives: training negatives per positive.
         mask_targets: remove each batch's target edges from the message-passing graph (NCN).
         cn_beta: initial weight of the common-neighbour branch of the ``cn`` decoder.
+        decoder_edge_dropout: during training, the fraction of (undirected) message-passing edges
+            hidden from the decoder's common-neighbour lookup (NCN's predictor edge dropout).
     """
 
     name: str
@@ -79,11 +81,13 @@ class ModelConfig:
     num_negatives: int = 1
     mask_targets: bool = False
     cn_beta: float = 1.0
+    decoder_edge_dropout: float = 0.0
+    ensemble: int = 1
 
     def __post_init__(self) -> None:
         if not self.name or "/" in self.name:
             raise ValueError(f"model name must be a non-empty string without '/', got {self.name!r}")
-        for k in ("hidden", "num_layers", "epochs", "eval_every", "num_negatives", "heads"):
+        for k in ("hidden", "num_layers", "epochs", "eval_every", "num_negatives", "heads", "ensemble"):
             if getattr(self, k) < (0 if k in ("num_layers", "epochs") else 1):
                 raise ValueError(f"models[{self.name}].{k} must be positive, got {getattr(self, k)}")
         if self.batch_size < 0 or self.patience < 0:

@@ -19,5 +19,8 @@ class LinkModel(nn.Module):
         super().__init__()
         self.encoder, self.decoder = encoder, decoder
 
-    def forward(self, x: Tensor, edge_index: Tensor, pairs: Tensor) -> Tensor:
-        return self.decoder(self.encoder(x, edge_index), pairs, edge_index)
+    def forward(self, x: Tensor, edge_index: Tensor, pairs: Tensor, decoder_edge_index: Tensor | None = None) -> Tensor:
+        """``decoder_edge_index`` (default ``edge_index``) is the graph the decoder reads common
+        neighbours from (NCN drops some of its edges during training)."""
+        h = self.encoder(x, edge_index)
+        return self.decoder(h, pairs, edge_index if decoder_edge_index is None else decoder_edge_index)

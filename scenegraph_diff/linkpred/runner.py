@@ -23,6 +23,7 @@ Layout of an output folder::
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import logging
 import math
@@ -192,6 +193,21 @@ def _row_config(cfg: LinkPredConfig, m: ModelConfig) -> dict[str, Any]:
     return json.loads(json.dumps(d))
 
 
+def _same_config(have: dict[str, Any], want: dict[str, Any]) -> bool:
+    """Equal, except that settings added to the configs after ``have`` was written count as equal
+    when ``want`` holds their default value (old result files stay reusable)."""
+    defaults = {f.name: f.default for f in dataclasses.fields(ModelConfig)}
+    sweep_defaults = {f.name: f.default for f in dataclasses.fields(LinkPredConfig) if f.default is not dataclasses.MISSING}
+    have = {**{k: v for k, v in want.items() if k not in have and k != "model" and v == _jsonable(sweep_defaults.get(k))}, **have}
+    hm = have.get("model", {})
+    hm = {**{k: v for k, v in want["model"].items() if k not in hm and v == _jsonable(defaults.get(k))}, **hm}
+    return {**have, "model": hm} == want
+
+
+def _jsonable(v: Any) -> Any:
+    return json.loads(json.dumps(v))
+
+
 def _atomic_json(path: Path, obj: Any) -> None:
     tmp = path.with_suffix(path.suffix + f".tmp{os.getpid()}")
     tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
@@ -291,7 +307,7 @@ def run_sweep(cfg: LinkPredConfig, out_dir: str | Path, data_root: str | Path | 
                     have = None
                 if have is None:
                     logger.warning("%s is unreadable: re-running it", path)
-                elif have != want:
+                elif not _same_config(have, want):
                     raise ValueError(f"{path} was produced by a different config; delete it or use another output folder")
                 else:
                     logger.info("skip %s (finished)", path)

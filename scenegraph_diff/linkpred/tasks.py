@@ -112,7 +112,12 @@ class PlanetoidTask:
             mp = self._train_mp
         pos = _shard(tp[:, batch], self.rank, self.world)
         neg = sample_negatives(pos.size(1) * self.m.num_negatives, self.split.num_nodes, self._exclude, generator)
-        logits = model(self.x, mp, torch.cat([pos, neg], 1))
+        dec_mp = None
+        if self.m.decoder_edge_dropout > 0:
+            und = mp[:, mp[0] < mp[1]]  # each undirected edge once
+            keep = torch.rand(und.size(1), generator=generator) >= self.m.decoder_edge_dropout
+            dec_mp = to_undirected(und[:, keep])
+        logits = model(self.x, mp, torch.cat([pos, neg], 1), dec_mp)
         return bce_loss(logits[: pos.size(1)], logits[pos.size(1) :])
 
     @torch.no_grad()
@@ -264,7 +269,7 @@ class VRDTask:
 
     @classmethod
     def build(cls, cfg: LinkPredConfig, m: ModelConfig, data: Any, seed: int, rank: int = 0, world: int = 1) -> "VRDTask":
-        from .vrd import FrequencyBaseline, FrequencyModel, VRDPredicateModel, collate_vrd
+        from .vrd import FrequencyBaseline, FrequencyModel, VRDEnsemble, VRDPredicateModel, collate_vrd
 
         g = torch.Generator().manual_seed(seed)
         train = data["train"]
@@ -277,7 +282,9 @@ class VRDTask:
         if m.encoder == "frequency":
             model: nn.Module = FrequencyModel(freq)
         elif m.encoder == "context":
-            model = VRDPredicateModel(m.hidden, m.num_layers, m.heads, m.dropout, log_prior=torch.log(freq.probs))
+            members = [VRDPredicateModel(m.hidden, m.num_layers, m.heads, m.dropout, log_prior=torch.log(freq.probs))
+                       for _ in range(m.ensemble)]
+            model = members[0] if m.ensemble == 1 else VRDEnsemble(members)
         else:
             raise ValueError(f"models[{m.name}].encoder: VRD supports 'context' or 'frequency', got {m.encoder!r}")
         bs = m.batch_size or len(trn)
@@ -292,17 +299,19 @@ class VRDTask:
         return [self.train_chunks[i] for i in order]
 
     def loss(self, model: nn.Module, batch: Any, generator: torch.Generator) -> Tensor:
-        logits = model(batch)
+        logits = model(batch)  # [P, 70] or [E, P, 70]
         lab = _shard(batch.labels, self.rank, self.world, dim=0)
-        return F.cross_entropy(logits[lab[:, 0]], lab[:, 1])
+        if logits.dim() == 2:
+            return F.cross_entropy(logits[lab[:, 0]], lab[:, 1])
+        return sum(F.cross_entropy(lg[lab[:, 0]], lab[:, 1]) for lg in logits)
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module, stage: str) -> dict[str, float]:
-        from .vrd import recall_at_n
+        from .vrd import ensemble_log_probs, recall_at_n
 
         core = model.module if hasattr(model, "module") else model
         b = self.val_batch if stage == "val" else self.test_batch
-        logp = F.log_softmax(core(b), dim=-1)
+        logp = ensemble_log_probs(core(b))
         out = {"r@50": recall_at_n(logp, b, 50, 1)[0], "r@100": recall_at_n(logp, b, 100, 1)[0],
                "r@50_k70": recall_at_n(logp, b, 50, 70)[0], "r@100_k70": recall_at_n(logp, b, 100, 70)[0]}
         return out

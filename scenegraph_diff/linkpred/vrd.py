@@ -47,6 +47,8 @@ __all__ = [
     "pair_geometry",
     "FrequencyBaseline",
     "FrequencyModel",
+    "VRDEnsemble",
+    "ensemble_log_probs",
     "VRDPredicateModel",
     "recall_at_n",
 ]
@@ -335,6 +337,29 @@ def log_softmax_scores(logits: Tensor) -> Tensor:
     return F.log_softmax(logits, dim=-1)
 
 
+
+
+class VRDEnsemble(nn.Module):
+    """``E`` independently initialised :class:`VRDPredicateModel` s trained side by side.
+
+    ``forward`` returns the members' logits ``[E, P, 70]``; each member gets its own cross-entropy,
+    and predictions average the members' log-probabilities (:func:`ensemble_log_probs`).
+    """
+
+    def __init__(self, members: Sequence[nn.Module]) -> None:
+        super().__init__()
+        if not members:
+            raise ValueError("VRDEnsemble needs at least one member")
+        self.members = nn.ModuleList(members)
+
+    def forward(self, b: VRDBatch) -> Tensor:
+        return torch.stack([m(b) for m in self.members])
+
+
+def ensemble_log_probs(out: Tensor) -> Tensor:
+    """``[P, 70]`` logits or ``[E, P, 70]`` member logits -> ``[P, 70]`` (mean) log-probabilities."""
+    logp = F.log_softmax(out, dim=-1)
+    return logp.mean(0) if logp.dim() == 3 else logp
 
 
 class FrequencyModel(nn.Module):

@@ -89,10 +89,10 @@ def test_training_message_passing_excludes_heldout_and_target_edges(monkeypatch)
     seen = []
     real_forward = LinkModel.forward
 
-    def spy(self, x, edge_index, pairs):
+    def spy(self, x, edge_index, pairs, decoder_edge_index=None):
         if self.training:
             seen.append((edge_index.clone(), pairs.clone()))
-        return real_forward(self, x, edge_index, pairs)
+        return real_forward(self, x, edge_index, pairs, decoder_edge_index)
 
     monkeypatch.setattr(LinkModel, "forward", spy)
     for m in cfg.models:
@@ -134,3 +134,15 @@ def test_config_errors_name_the_key(tmp_path):
     with pytest.raises(ValueError, match="unknown decoder 'bilinear'"):
         run_sweep(_cfg(models=[{"name": "a", "decoder": "bilinear", "epochs": 1}], seeds=[0]), tmp_path, progress=False,
                   data=random_graph())
+
+
+def test_resume_accepts_files_written_before_a_new_setting_existed(tmp_path):
+    data = random_graph()
+    cfg = _cfg(models=[{"name": "gcn-dot", "encoder": "gcn", "decoder": "dot", "hidden": 8, "epochs": 1}], seeds=[0])
+    run_sweep(cfg, tmp_path, progress=False, data=data)
+    path = tmp_path / "gcn-dot" / "seed_0.json"
+    rec = json.loads(path.read_text())
+    del rec["config"]["model"]["decoder_edge_dropout"]  # as written by an older version
+    path.write_text(json.dumps(rec))
+    run_sweep(cfg, tmp_path, progress=False, data=data)  # no error, nothing re-run
+    assert "decoder_edge_dropout" not in json.loads(path.read_text())["config"]["model"]

@@ -93,10 +93,11 @@ def test_vrd_sweep_on_fixture(tmp_path):
     cfg = LinkPredConfig.from_dict({
         "task": "vrd", "dataset": "VRD", "seeds": [0], "select_metric": "r@50", "val_ratio": 0.25,
         "models": [{"name": "frequency", "encoder": "frequency", "epochs": 0},
-                   {"name": "ctx", "encoder": "context", "hidden": 16, "heads": 2, "epochs": 2, "batch_size": 4}],
+                   {"name": "ctx", "encoder": "context", "hidden": 16, "heads": 2, "epochs": 2, "batch_size": 4},
+                   {"name": "ens", "encoder": "context", "hidden": 16, "heads": 2, "epochs": 2, "batch_size": 4, "ensemble": 2}],
     })
     summary = run_sweep(cfg, tmp_path, data_root=FIXTURES, progress=False)
-    for row in ("frequency", "ctx"):
+    for row in ("frequency", "ctx", "ens"):
         assert 0 <= summary[row]["r@50"]["mean"] <= summary[row]["r@50_k70"]["mean"] <= 100
 
 
