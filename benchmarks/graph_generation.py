@@ -38,6 +38,7 @@ SAMPLERS = {
     "ddim20": ("ddim", {"num_steps": 20}),
     "ddim50": ("ddim", {"num_steps": 50}),
     "ddim100": ("ddim", {"num_steps": 100}),
+    "ddpm50": ("ddim", {"num_steps": 50, "eta": 1.0}),
     "ddpm100": ("ddim", {"num_steps": 100, "eta": 1.0}),
     "s4_100": ("s4", {"num_steps": 100}),
     "pc50": ("pc", {"num_steps": 50}),
@@ -130,7 +131,7 @@ def main(argv=None) -> int:
     from scenegraph_diff.metrics import graph_mmd
 
     train, test = load_graph_dataset(args.dataset, args.data_root)
-    defaults = {"edge": "ddim20,ddim50,ddim100,s4_100", "gdss": "pc50,s4_100", "pard": "pard10,pard20"}
+    defaults = {"edge": "ddim50,ddim100,ddpm50,ddpm100,s4_100,pc50", "gdss": "pc50,s4_100", "pard": "pard10,pard20"}
     samplers = (args.sampler or defaults[args.family]).split(",")
     for s in samplers:
         if s not in SAMPLERS:
@@ -178,7 +179,7 @@ def main(argv=None) -> int:
                  " | ".join(f"{floor[m][0]:.3f} ± {floor[m][1]:.3f}" for m in METRICS) + " |")
     for r in rows:
         cells = " | ".join(f"{r[m][0]:.3f} ± {r[m][1]:.3f}{'' if r[m + '_ok'] else ' ✗'}" for m in METRICS)
-        lines.append(f"| {r['family']} {r['sampler']} | {r['nfe_per_graph']} | {r['sample_seconds_median']:.2f} | "
+        lines.append(f"| {r['family']} {r['sampler']} | {r['nfe_per_graph']:.4g} | {r['sample_seconds_median']:.2f} | "
                      f"{r['train_seconds']:.0f} | {cells} |")
     table = "\n".join(lines)
     (Path(args.out_dir) / f"{stem}.md").write_text(table + "\n")

@@ -93,6 +93,7 @@ def _edge_generator():
 
 
 @pytest.mark.parametrize("sampler", [DDIMSampler(num_steps=4), DDIMSampler(num_steps=3, eta=1.0), S4Sampler(num_steps=3),
+                                     DDIMSampler(num_steps=3, eta=1.0, x0_sample=True, spacing="quadratic"),
                                      PCSampler(num_steps=2)])
 def test_edge_samplers_symmetric_deterministic_no_nan(sampler):
     gen = _edge_generator()
