@@ -14,6 +14,7 @@ import importlib
 from typing import Any
 
 from .alignment import GraphAlignment, align_batch, align_graph, find_span
+from .graph_batch import graph_batch
 
 _LAZY = {
     "GraphConditioner": ".conditioner",
@@ -25,7 +26,7 @@ _LAZY = {
     "run_rectification": ".rectification",
 }
 
-__all__ = ["GraphAlignment", "align_batch", "align_graph", "find_span", *_LAZY]
+__all__ = ["GraphAlignment", "align_batch", "align_graph", "find_span", "graph_batch", *_LAZY]
 
 
 def __getattr__(name: str) -> Any:

@@ -38,9 +38,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..graph.hetero import collate
 from ..graph.scene_graph import Relation, SceneGraph, SceneObject
 from .alignment import GraphAlignment, align_batch, find_span
+from .graph_batch import graph_batch
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..pipelines.scene_graph import SceneGraphPipeline
@@ -205,10 +205,12 @@ class PreparedData:
             pos.append(self.positive[i][torch.randint(len(self.positive[i]), (1,), generator=generator, device=dev).item()])
             neg.append(self.negative[i][torch.randint(len(self.negative[i]), (1,), generator=generator, device=dev).item()])
         graphs = [self.graphs[i] for i in idx]
+        prompt_embeds = self.prompt_embeds[idx]  # [B, L, D]
+        alignment = align_batch(graphs, self.tokenizer, max_length=prompt_embeds.size(1))
         return {
-            "graphs": collate(graphs, self.embedder),
-            "alignment": align_batch(graphs, self.tokenizer, max_length=self.prompt_embeds.size(1)),
-            "prompt_embeds": self.prompt_embeds[idx],
+            "graphs": graph_batch(graphs, self.embedder, prompt_embeds, alignment),  # scene node = EOT state
+            "alignment": alignment,
+            "prompt_embeds": prompt_embeds,
             "positive": torch.stack(pos),
             "negative": torch.stack(neg),
         }

@@ -16,7 +16,7 @@ from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
 
 from ..conditioning.alignment import align_batch
 from ..conditioning.conditioner import GraphConditioner
-from ..graph.hetero import collate
+from ..conditioning.graph_batch import graph_batch
 from ..graph.scene_graph import SceneGraph
 from ..nn.encoders import SceneGraphEncoder
 
@@ -153,10 +153,9 @@ class SceneGraphPipeline(StableDiffusionPipeline):
     def condition_prompt_embeds(self, prompt_embeds: Tensor, prompts: Sequence[str], graphs: Sequence[SceneGraph],
                                 scale: float = 1.0) -> Tensor:
         """Encode ``graphs`` and apply ``graph_conditioner`` to ``prompt_embeds [G, L, D]`` (one row per graph)."""
-        device = prompt_embeds.device
-        batch = collate(list(graphs), self.token_embedder()).to(device)
-        out = self.graph_encoder(batch)
         alignment = align_batch(graphs, self.tokenizer, prompts, max_length=prompt_embeds.size(1))
+        batch = graph_batch(graphs, self.token_embedder(), prompt_embeds, alignment)  # scene node = EOT state
+        out = self.graph_encoder(batch)
         return self.graph_conditioner(prompt_embeds, out, alignment, scale=scale).to(prompt_embeds.dtype)
 
     @torch.no_grad()

@@ -73,3 +73,22 @@ def test_errors():
         align_graph(SceneGraph.from_dict({"objects": [{"name": "cat"}]}), TOK)
     with pytest.raises(ValueError, match="1 prompts for 2 graphs"):
         align_batch([SceneGraph(), SceneGraph()], TOK, ["x"])
+
+
+def test_graph_batch_puts_eot_state_on_scene_node():
+    import torch
+
+    from scenegraph_diff.conditioning import graph_batch
+    from scenegraph_diff.text import HashingEmbedder
+
+    g1 = _graph("a cat on a dog", ["cat", "dog"], [(0, "on", 1)])
+    g2 = _graph("a red ball", ["ball"], [])
+    al = align_batch([g1, g2], TOK, max_length=10)
+    pe = torch.randn(2, 10, 16, generator=torch.Generator().manual_seed(0))
+    batch = graph_batch([g1, g2], HashingEmbedder(16), pe, al)
+    assert torch.equal(batch["scene"].x, torch.stack([pe[0, 6], pe[1, 4]]))
+    assert torch.equal(batch["object"].x, HashingEmbedder(16).embed(["cat", "dog", "ball"]))
+    plain = graph_batch([g1, g2], HashingEmbedder(16))  # no prompt: collate's zeros
+    assert plain["scene"].x.abs().sum() == 0
+    other = graph_batch([g1, g2], HashingEmbedder(8), pe, al)  # width mismatch: zeros, no error
+    assert other["scene"].x.abs().sum() == 0
