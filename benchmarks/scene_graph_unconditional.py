@@ -39,6 +39,7 @@ def main(argv=None) -> int:
     p.add_argument("--min-count", type=int, default=5, help="vocabulary cut-off (rarer labels -> <unk>)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "scene_graph_factual.json"))
+    p.add_argument("--model-dir", default=str(REPO / "runs" / "factual_typed"), help="where the trained refiner is saved")
     args = p.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
     import torch
@@ -76,6 +77,9 @@ def main(argv=None) -> int:
     train_secs = time.perf_counter() - t0
     diff = TypedDiffusion(trainer.ema_model)
     g = torch.Generator().manual_seed(0)
+    from scenegraph_diff.diffusion.scene_graph_refiner import SceneGraphRefiner
+
+    SceneGraphRefiner(trainer.ema_model, vocab, [len(t.classes) for t in train_t]).save_pretrained(args.model_dir)
 
     # (a) unconditional
     counts = torch.tensor([len(t.classes) for t in train_t])

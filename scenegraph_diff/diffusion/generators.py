@@ -46,6 +46,8 @@ def load_generator(path: str | Path) -> Any:
         from .gdss import GDSSGenerator as cls  # type: ignore[assignment]
     elif family == "pard":
         from .pard import PARDGenerator as cls  # type: ignore[assignment]
+    elif family == "scene_graph":
+        from .scene_graph_refiner import SceneGraphRefiner as cls  # type: ignore[assignment]
     else:
         raise ValueError(f"{meta_path}: unknown family {family!r}")
     return cls.from_pretrained(path)

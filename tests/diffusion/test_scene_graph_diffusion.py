@@ -88,3 +88,24 @@ def test_scene_graph_round_trip_through_typed():
     back = typed_to_scene_graphs(b.classes, b.edges, b.node_mask, vocab)
     assert back[0].to_dict()["relations"] == g.to_dict()["relations"]
     assert [o.name for o in back[0].objects] == ["cat", "mat"]
+
+
+def test_refiner_save_load_complete_and_refine(tmp_path):
+    from scenegraph_diff.diffusion.scene_graph_refiner import SceneGraphRefiner
+
+    gs = [SceneGraph.from_dict({"objects": [{"name": "cat", "attributes": ["black"]}, {"name": "mat"}, {"name": "dog"}],
+                                "relations": [{"subject": 0, "predicate": "on", "object": 1}]}),
+          SceneGraph.from_dict({"objects": [{"name": "dog"}], "relations": []})]
+    vocab = Vocabulary.from_graphs(gs)
+    torch.manual_seed(0)
+    model = SceneGraphDenoiser(vocab.num_objects, vocab.num_predicates, hidden=16, num_layers=1, heads=2)
+    SceneGraphRefiner(model, vocab, [1, 3]).save_pretrained(tmp_path)
+    ref = SceneGraphRefiner.from_pretrained(tmp_path)
+    done = ref.complete(gs, num_steps=2)
+    assert [o.name for o in done[0].objects] == ["cat", "mat", "dog"]
+    assert done[0].objects[0].attributes == ("black",)
+    assert ("cat", "on", "mat") in done[0].triplets()
+    same = ref.refine(gs, strength=0.0, generator=torch.Generator().manual_seed(0))
+    assert same[0].triplets() == gs[0].triplets()
+    samples = ref.sample(3, num_steps=2, generator=torch.Generator().manual_seed(0))
+    assert len(samples) == 3 and all(1 <= s.num_objects <= 3 for s in samples)
