@@ -361,8 +361,6 @@ def _run_train_rectification(args: argparse.Namespace) -> int:
     return 0
 
 
-# ---------------------------------------------------------------------------------------------- registry
-# (name, add_parser, run). Add new subcommands here.
 
 # ---------------------------------------------------------------------------------------------- graph diffusion
 def _add_train_graph_diffusion(sub: argparse._SubParsersAction) -> None:
@@ -489,6 +487,8 @@ def _run_linkpred(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------------------------- registry
+# (name, add_parser, run). Add new subcommands here.
 COMMANDS: list[tuple[str, Callable[[argparse._SubParsersAction], None], Callable[[argparse.Namespace], int]]] = [
     ("validate", _add_validate, _run_validate),
     ("draw", _add_draw, _run_draw),
