@@ -38,6 +38,8 @@ SAMPLERS = {
     "ddim20": ("ddim", {"num_steps": 20}),
     "ddim50": ("ddim", {"num_steps": 50}),
     "ddim100": ("ddim", {"num_steps": 100}),
+    "ddpm10": ("ddim", {"num_steps": 10, "eta": 1.0}),
+    "ddpm20": ("ddim", {"num_steps": 20, "eta": 1.0}),
     "ddpm50": ("ddim", {"num_steps": 50, "eta": 1.0}),
     "ddpm100": ("ddim", {"num_steps": 100, "eta": 1.0}),
     "s4_100": ("s4", {"num_steps": 100}),
