@@ -80,8 +80,8 @@ def main(argv: list[str] | None = None) -> dict:
     torch.set_num_threads(args.threads)
 
     from diffusers import UNet2DConditionModel
-
     from hetero_layers import random_graphs
+
     from scenegraph_diff.conditioning import GraphConditioner, align_batch
     from scenegraph_diff.graph.hetero import collate
     from scenegraph_diff.nn import SceneGraphEncoder
@@ -126,7 +126,8 @@ def main(argv: list[str] | None = None) -> dict:
         for cache in ("warm", "cold"):
             embedder = TransformerTokenEmbedder(tokenizer, table)
 
-            def condition(graph, prompt) -> None:
+            def condition(graph, prompt, embedder=embedder, cache=cache, encoder=encoder,
+                          conditioner=conditioner) -> None:
                 emb = embedder if cache == "warm" else TransformerTokenEmbedder(tokenizer, table)
                 with torch.no_grad():
                     batch = collate([graph], emb)

@@ -1,4 +1,4 @@
-"""Relation rectification (RRNet, Wu et al., CVPR 2024): train the graph encoder + conditioner, SD frozen.
+r"""Relation rectification (RRNet, Wu et al., CVPR 2024): train the graph encoder + conditioner, SD frozen.
 
 For a prompt "A R B" with images of A R B (positive) and of B R A (the swapped pair), with the same
 noise :math:`\epsilon` and timestep :math:`t`, and :math:`c` the graph-conditioned embedding of "A R B":

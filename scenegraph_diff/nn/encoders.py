@@ -20,13 +20,20 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Dict, Optional, Sequence
 
 import torch
-from torch import Tensor
-
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from diffusers.utils import BaseOutput
+from torch import Tensor
 
-from ..graph.hetero import METADATA, NODE_TYPES, OBJECT, RELATION, SCENE, LabelEmbedder, collate
+from ..graph.hetero import (
+    METADATA,
+    NODE_TYPES,
+    OBJECT,
+    RELATION,
+    SCENE,
+    LabelEmbedder,
+    collate,
+)
 from .hgcn import HGCNConv
 from .rhgnn import RHGNNConv
 

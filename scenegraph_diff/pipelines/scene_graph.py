@@ -9,10 +9,9 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import torch
-from torch import Tensor
-
 from diffusers import StableDiffusionPipeline
 from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
+from torch import Tensor
 
 from ..conditioning.alignment import align_batch
 from ..conditioning.conditioner import GraphConditioner
@@ -134,7 +133,9 @@ class SceneGraphPipeline(StableDiffusionPipeline):
             if prompt is None:
                 raise ValueError("SceneGraphPipeline: pass a prompt, a scene_graph, or both")
             prompts = [prompt] if isinstance(prompt, str) else list(prompt)
-            from ..parsing import parse_batch  # lazily: the parser is only needed without a graph
+            from ..parsing import (
+                parse_batch,  # lazily: the parser is only needed without a graph
+            )
 
             return prompts, list(parse_batch(prompts))
         graphs = [scene_graph] if isinstance(scene_graph, SceneGraph) else list(scene_graph)
@@ -164,7 +165,7 @@ class SceneGraphPipeline(StableDiffusionPipeline):
         prompt: str | list[str] | None = None,
         scene_graph: SceneGraph | Sequence[SceneGraph] | None = None,
         *args: Any,
-        graph_scale: float = 1.0,
+        graph_scale: float = 0.6,
         graph_steps_fraction: float = 1.0,
         negative_prompt: str | list[str] | None = None,
         num_images_per_prompt: int | None = 1,
@@ -184,7 +185,8 @@ class SceneGraphPipeline(StableDiffusionPipeline):
             scene_graph: one :class:`SceneGraph` per prompt. Spans in the graph (when its ``text`` is the
                 prompt) or word matches locate each object / relation among the prompt's tokens. Without a
                 prompt, ``graph.text`` (or a plain description of the graph) is the prompt.
-            graph_scale: RRNet's :math:`w`, the strength of the graph offsets (0 = plain SD).
+            graph_scale: RRNet's :math:`w`, the strength of the graph offsets (0 = plain SD; RRNet's
+                inference default 0.6, training uses 1).
             graph_steps_fraction: apply the graph conditioning only during this first fraction of the
                 denoising steps (via ``callback_on_step_end``), plain text conditioning after.
             prompt_embeds: precomputed embeddings ``[G, L, D]``; the graph conditioning is added to them.
