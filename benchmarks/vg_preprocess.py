@@ -63,9 +63,6 @@ print(json.dumps(res))
 """
 
 
-    return sum(len(r.value["relationships"]) for r in iter_json_array(path))
-
-
 def run(mode: str, data_root: str, out: str, workers: int) -> dict:
     env = dict(os.environ, OMP_NUM_THREADS="1")
     proc = subprocess.run([sys.executable, "-c", _CHILD.format(repo=str(REPO)), mode, data_root, out, str(workers)],
