@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from scenegraph_diff.data.synthetic import write_synthetic_vg  # noqa: E402
+from scenegraph_diff.data.synthetic import write_synthetic_vg
 
 
 def main() -> int:

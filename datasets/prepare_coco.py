@@ -10,7 +10,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from scenegraph_diff.cli import main  # noqa: E402
+from scenegraph_diff.cli import main
 
 if __name__ == "__main__":
     sys.exit(main(["preprocess", "coco", *sys.argv[1:]]))

@@ -121,7 +121,7 @@ def _convert_batch(batch: list[Record], source: str, spec: str, backend: str, sp
         for j in todo:
             try:
                 graphs.extend(_parse(spec, backend, threads, [batch[j].value]))
-            except Exception as e:  # noqa: BLE001 - any parser failure skips that text only
+            except Exception as e:
                 graphs.append(e)
     for j, g in zip(todo, graphs):
         rec = batch[j]

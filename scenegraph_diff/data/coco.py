@@ -25,7 +25,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..graph.scene_graph import Relation, SceneGraph, SceneGraphError, SceneObject, canonical_label
+from ..graph.scene_graph import (
+    Relation,
+    SceneGraph,
+    SceneGraphError,
+    SceneObject,
+    canonical_label,
+)
 from ..graph.vocab import Vocabulary
 from .readers import Record, iter_json_array
 from .shards import JobReport, Outcome, ShardWriter, run_job

@@ -18,7 +18,7 @@ from __future__ import annotations
 import copy
 import math
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence, Union
+from typing import Any, Callable, Iterator, Union
 
 import torch
 from torch.utils.data import IterableDataset, get_worker_info

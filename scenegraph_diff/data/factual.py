@@ -10,8 +10,8 @@ reported as ``file:line: reason``.
 from __future__ import annotations
 
 import functools
-import re
 import os
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence

@@ -37,7 +37,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
-from ..graph.scene_graph import Relation, SceneGraph, SceneGraphError, SceneObject, canonical_label
+from ..graph.scene_graph import (
+    Relation,
+    SceneGraph,
+    SceneGraphError,
+    SceneObject,
+    canonical_label,
+)
 from ..graph.vocab import Vocabulary
 from .readers import Record, iter_json_array
 from .shards import JobReport, Outcome, ShardWriter, run_job
@@ -364,8 +370,9 @@ def _convert_batch(batch: list[Record], names: Sequence[str], labels: _Labels, v
 
 
 def _first_pass(paths: Sequence[Path], names: Sequence[str], labels: _Labels, progress: bool) -> tuple[dict[str, Counter], list[str]]:
-    from tqdm.auto import tqdm
     import sys
+
+    from tqdm.auto import tqdm
 
     counts = {k: Counter() for k in ("object", "attribute", "predicate")}
     errors: list[str] = []

@@ -10,9 +10,17 @@ import pytest
 
 from scenegraph_diff.data.captions import CaptionsConfig, prepare_captions
 from scenegraph_diff.data.coco import CocoConfig, geometric_predicate, prepare_coco
-from scenegraph_diff.data.factual import FactualConfig, check_graph_string, prepare_factual
+from scenegraph_diff.data.factual import (
+    FactualConfig,
+    check_graph_string,
+    prepare_factual,
+)
 from scenegraph_diff.data.shards import iter_manifest_graphs
-from scenegraph_diff.data.visual_genome import VisualGenomeConfig, load_aliases, prepare_visual_genome
+from scenegraph_diff.data.visual_genome import (
+    VisualGenomeConfig,
+    load_aliases,
+    prepare_visual_genome,
+)
 from scenegraph_diff.data.vrd import VRDConfig, prepare_vrd
 from scenegraph_diff.graph import SceneGraphError, Vocabulary
 
@@ -155,7 +163,7 @@ def test_coco_fixture(tmp_path):
     assert len(skipped) == 2 and skipped[0].startswith("instances.json:") and "bbox" in skipped[0]
     assert "images[2]: image: bad width/height 0/100" in skipped[1]
     # the draw is seeded per image: same seed, same graph; another seed may differ but stays valid
-    again = prepare_coco(CocoConfig(cfg.instances, str(tmp_path / "again"), stuff=cfg.stuff, progress=False))
+    prepare_coco(CocoConfig(cfg.instances, str(tmp_path / "again"), stuff=cfg.stuff, progress=False))
     assert graphs(tmp_path / "again") == graphs(tmp_path)
 
 

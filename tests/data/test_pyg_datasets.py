@@ -7,7 +7,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from scenegraph_diff.data.dataset import DropRelations, GraphGenerationDataset, SceneGraphDataset, StreamingSceneGraphDataset
+from scenegraph_diff.data.dataset import (
+    DropRelations,
+    GraphGenerationDataset,
+    SceneGraphDataset,
+    StreamingSceneGraphDataset,
+)
 from scenegraph_diff.data.factual import FactualConfig, prepare_factual
 from scenegraph_diff.graph import SceneGraph
 from scenegraph_diff.graph.hetero import from_hetero_data, to_hetero_data

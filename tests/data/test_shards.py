@@ -8,7 +8,13 @@ import json
 import pytest
 
 from scenegraph_diff.data.readers import Record, iter_lines
-from scenegraph_diff.data.shards import Outcome, ShardWriter, iter_manifest_graphs, load_manifest, run_job
+from scenegraph_diff.data.shards import (
+    Outcome,
+    ShardWriter,
+    iter_manifest_graphs,
+    load_manifest,
+    run_job,
+)
 from scenegraph_diff.graph import SceneGraph
 
 
