@@ -4,9 +4,7 @@ Homogeneous: :class:`GCNEncoder`, :class:`SAGEEncoder` (PyG ``GCNConv`` / ``SAGE
 optional input projection, input/feature dropout, LayerNorm and a jumping-knowledge sum). ``x`` may be a
 sparse COO tensor (bag-of-words features): the input projection then runs as a sparse matmul.
 
-Heterogeneous: :class:`HeteroEncoder` wraps one of ``"hgcn"`` (:class:`scenegraph_diff.nn.HGCNConv`),
-``"rhgnn"`` (:class:`scenegraph_diff.nn.RHGNNConv`), ``"rgcn"`` (PyG ``RGCNConv`` on the
-homogenised graph) or ``"hgt"`` (PyG ``HGTConv``), and returns ``h_dict``.
+Heterogeneous encoders (HGCN, R-HGNN, RGCN, HGT) live in :mod:`.hetero`.
 """
 
 from __future__ import annotations
@@ -17,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["GCNEncoder", "SAGEEncoder", "HeteroEncoder", "sparse_dropout"]
+__all__ = ["GCNEncoder", "SAGEEncoder", "sparse_dropout"]
 
 
 def sparse_dropout(x: Tensor, p: float, training: bool) -> Tensor:

@@ -9,6 +9,10 @@ A task exposes::
     task.batches(generator)          # the epoch's batches (any objects)
     task.loss(model, batch, generator) -> Tensor
     task.evaluate(model, stage)      # stage "val" or "test" -> {metric: float}
+
+``build`` draws parameter initialisations from the global RNG; :func:`~.runner.run_seed` calls it
+inside ``torch.random.fork_rng`` seeded with the run's seed, so runs are reproducible and the
+caller's RNG state is untouched.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from .decoders import CNDecoder, DistMultDecoder, DotDecoder, MLPDecoder
 from .encoders import GCNEncoder, SAGEEncoder
 from .metrics import evaluate_scores
 from .model import LinkModel
-from .splits import LinkSplit, edge_keys, random_link_split, sample_negatives, to_undirected
+from .splits import LinkSplit, random_link_split, sample_negatives, to_undirected
 
 __all__ = ["PlanetoidTask", "HeteroLinkTask", "VRDTask", "TASK_CLASSES", "bce_loss", "make_decoder"]
 
@@ -81,7 +85,6 @@ class PlanetoidTask:
         split = random_link_split(data.edge_index, data.num_nodes, cfg.val_ratio, cfg.test_ratio, generator=g)
         if m.encoder not in HOMO_ENCODERS:
             raise ValueError(f"models[{m.name}].encoder: {m.encoder!r} is not a homogeneous encoder {sorted(HOMO_ENCODERS)}")
-        torch.manual_seed(seed)  # parameter init (runner scope; restored by the runner's fork_rng)
         enc = HOMO_ENCODERS[m.encoder](
             data.num_features, m.hidden, num_layers=m.num_layers, dropout=m.dropout, input_dropout=m.input_dropout,
             input_linear=m.input_linear, jk=m.jk, norm=m.norm,
@@ -195,7 +198,6 @@ class HeteroLinkTask:
         from .splits import hetero_link_split
 
         splits = hetero_link_split(data, cls.TARGETS, cls.REVERSE, cfg.val_ratio, cfg.test_ratio, seed=seed)
-        torch.manual_seed(seed)
         in_ch = {t: data[t].x.size(1) for t in data.node_types}
         enc = HeteroEncoder(m.encoder, data.metadata(), in_ch, m.hidden, m.num_layers, m.heads, m.dropout)
         den = RelationViewDenoiser(m.hidden, ("movie", "to", "actor"), "movie", weight=m.denoise_weight) if m.denoise else None
@@ -278,7 +280,6 @@ class VRDTask:
         val = [train[i] for i in perm[:n_val]]
         trn = [train[i] for i in perm[n_val:]]
         freq = FrequencyBaseline(trn)
-        torch.manual_seed(seed)
         if m.encoder == "frequency":
             model: nn.Module = FrequencyModel(freq)
         elif m.encoder == "context":

@@ -301,10 +301,11 @@ def recall_at_n(scores: Tensor, batch: VRDBatch, n: int = 50, k: int = 1) -> tup
     """Predicate-detection Recall@n with ``k`` predicates per pair (see the module docstring).
 
     Args:
-        scores: ``[P, 70]`` (log-)probabilities or logits, monotone per pair is all that matters
-            across pairs for ``k = 1`` only if they are probabilities: pass softmax outputs or
-            log-probabilities.
+        scores: ``[P, 70]`` per-pair probabilities or log-probabilities (comparable across pairs:
+            not raw logits).
         batch: the batch the scores were computed for.
+        n: triplets kept per image.
+        k: predicates per pair.
 
     Returns:
         ``(recall in percent, hits, ground-truth count)``.
@@ -330,11 +331,6 @@ def recall_at_n(scores: Tensor, batch: VRDBatch, n: int = 50, k: int = 1) -> tup
     hits = int(torch.isin(gt, kept_keys).sum())
     total = int(gt.numel())
     return (100.0 * hits / max(total, 1), hits, total)
-
-
-def log_softmax_scores(logits: Tensor) -> Tensor:
-    """Per-pair log-probabilities ``[P, 70]`` (comparable across pairs)."""
-    return F.log_softmax(logits, dim=-1)
 
 
 
