@@ -483,7 +483,6 @@ def _run_linkpred(args: argparse.Namespace) -> int:
     except ValueError as e:
         raise CLIError(str(e)) from None
     if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 reports
-        if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 reports
         print(json.dumps({"out": str(out), "summary": summary}))
     return 0
 
