@@ -154,6 +154,11 @@ def prepare_captions(config: CaptionsConfig, command: Sequence[str] = ()) -> Job
         keep = None if n == 1 else (lambda rec: rec.index % n == i)
         convert = functools.partial(_convert_batch, source=path.name, spec=config.parse_fn, backend=config.backend,
                                     split=config.split, threads=config.threads)
+        if config.workers > 1:
+            # Load the parser (imports, weights) once here: forked workers inherit it instead of each
+            # paying the start-up. The warm-up runs with `threads` torch threads (1 by default), so no
+            # thread pool exists yet when the workers fork.
+            _parse(config.parse_fn, config.backend, config.threads, ["a warm-up text"])
         run_job(writer, records, convert, chunk_size=config.chunk_size, batch_size=config.batch_size,
                 workers=config.workers, keep=keep, progress=config.progress, desc="captions")
         writer.finish(vocab_min_count=config.vocab_min_count)
