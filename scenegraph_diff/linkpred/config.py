@@ -109,6 +109,8 @@ class LinkPredConfig:
         val_ratio, test_ratio: edge split (planetoid, imdb); for VRD the fraction of training images
             held out for validation is ``val_ratio``.
         test_with_val_edges: propagate over training + validation edges at test time (planetoid).
+        disjoint_train_ratio: imdb: fraction of training edges used only as supervision targets and
+            kept out of the training message-passing graph (PyG ``RandomLinkSplit``).
         hits_k: the K of the reported Hits@K.
         threads: torch intra-op threads.
         report: the metric columns of ``results.md`` (all when empty; ``summary.json`` has all).
@@ -122,6 +124,7 @@ class LinkPredConfig:
     val_ratio: float = 0.1
     test_ratio: float = 0.2
     test_with_val_edges: bool = False
+    disjoint_train_ratio: float = 0.0
     hits_k: tuple[int, ...] = (20, 50, 100)
     threads: int = 1
     report: tuple[str, ...] = ()

@@ -186,13 +186,18 @@ def hetero_link_split(
     val_ratio: float = 0.1,
     test_ratio: float = 0.2,
     seed: int = 0,
+    disjoint_train_ratio: float = 0.0,
 ):
     """``RandomLinkSplit`` on a ``HeteroData`` for the target ``edge_types``.
 
     Returns ``(train, val, test)`` ``HeteroData``: ``edge_index`` of each is its message-passing graph
     (train: training edges; val: training edges; test: training + validation edges, PyG's
     convention) and ``edge_label_index`` / ``edge_label`` the supervision pairs (val/test with one
-    negative per positive; training negatives are sampled afresh each step). The reverse types in
+    negative per positive; training negatives are sampled afresh each step). With
+    ``disjoint_train_ratio > 0`` that fraction of the training edges is used for supervision only and
+    removed from the training message-passing graph, so the model never sees a training target edge
+    in the graph it propagates over (otherwise it learns "the edge is in the graph" — a shortcut that
+    fails on held-out edges). The reverse types in
     ``rev_edge_types`` are split together with their forward type, so no held-out edge leaks back.
     The global RNG is used under ``fork_rng`` with ``seed`` and restored afterwards.
     """
@@ -209,6 +214,7 @@ def hetero_link_split(
         is_undirected=False,
         neg_sampling_ratio=1.0,
         add_negative_train_samples=False,
+        disjoint_train_ratio=disjoint_train_ratio,
         edge_types=[tuple(e) for e in edge_types],
         rev_edge_types=[tuple(e) for e in rev_edge_types],
     )

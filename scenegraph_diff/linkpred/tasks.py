@@ -197,7 +197,8 @@ class HeteroLinkTask:
         from .hetero import HeteroEncoder
         from .splits import hetero_link_split
 
-        splits = hetero_link_split(data, cls.TARGETS, cls.REVERSE, cfg.val_ratio, cfg.test_ratio, seed=seed)
+        splits = hetero_link_split(data, cls.TARGETS, cls.REVERSE, cfg.val_ratio, cfg.test_ratio, seed=seed,
+                                   disjoint_train_ratio=cfg.disjoint_train_ratio)
         in_ch = {t: data[t].x.size(1) for t in data.node_types}
         enc = HeteroEncoder(m.encoder, data.metadata(), in_ch, m.hidden, m.num_layers, m.heads, m.dropout)
         den = RelationViewDenoiser(m.hidden, ("movie", "to", "actor"), "movie", weight=m.denoise_weight) if m.denoise else None

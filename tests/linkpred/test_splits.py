@@ -102,6 +102,20 @@ def test_hetero_split_has_no_leak_through_reverse_types():
         assert int((val[f].edge_label == 0).sum()) == len(va)
 
 
+def test_hetero_split_disjoint_train_keeps_targets_out_of_message_passing():
+    from ._graphs import random_hetero
+
+    data = random_hetero()
+    fwd, rev = [("movie", "to", "actor")], [("actor", "to", "movie")]
+    train, _, _ = hetero_link_split(data, fwd, rev, 0.1, 0.2, seed=0, disjoint_train_ratio=0.3)
+    n_dst = data["actor"].num_nodes
+    sup = train[fwd[0]].edge_label_index
+    sup_keys = set((sup[0] * n_dst + sup[1]).tolist())
+    a, b = train[fwd[0]].edge_index, train[rev[0]].edge_index.flip(0)
+    mp = set((a[0] * n_dst + a[1]).tolist()) | set((b[0] * n_dst + b[1]).tolist())
+    assert sup_keys and not (sup_keys & mp)
+
+
 def test_hetero_split_checks_edge_types():
     from ._graphs import random_hetero
 
