@@ -74,7 +74,7 @@ def fit(task: Any, m: ModelConfig, select_metric: str, seed: int, rank: int = 0,
     """
     model: nn.Module = task.model
     if world > 1:
-        model = nn.parallel.DistributedDataParallel(model, find_unused_parameters=False)
+        model = nn.parallel.DistributedDataParallel(model, find_unused_parameters=True)  # hetero layers may skip some
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.Adam(task.param_groups(model), weight_decay=m.weight_decay) if params else None
     gen = torch.Generator().manual_seed(seed * 1000 + 17 + rank)  # batches/negatives (per rank)
