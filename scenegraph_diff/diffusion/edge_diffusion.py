@@ -46,6 +46,7 @@ class EdgeDiffusionConfig:
     num_threads: int = 1
     output_dir: str | None = None
     progress: bool = True
+    self_condition: bool = False
 
 
 class EdgeDiffusionGenerator:
@@ -57,10 +58,23 @@ class EdgeDiffusionGenerator:
         self.node_counts = [int(n) for n in node_counts]
         self.sampler_counts = NodeCountSampler(self.node_counts)
 
+    @property
+    def self_condition(self) -> bool:
+        return self.model.config.edge_cond_dim == 1
+
     @torch.no_grad()
     def x0_fn(self, node_mask: Tensor):
+        """``(A_t, t) -> x̂₀``; with self-conditioning the previous call's x̂₀ is fed back (a fresh closure per
+        sampling run)."""
+        if not self.self_condition:
+            return lambda A_t, t: self.model.x0_prediction(A_t, t, node_mask)
+        prev: list[Tensor] = []
+
         def fn(A_t: Tensor, t: Tensor) -> Tensor:
-            return self.model.x0_prediction(A_t, t, node_mask)
+            sc = prev[-1] if prev else torch.zeros_like(A_t)
+            x0 = self.model.x0_prediction(A_t, t, node_mask, edge_cond=sc[..., None])
+            prev[:] = [x0]
+            return x0
 
         return fn
 
@@ -113,12 +127,12 @@ class EdgeDiffusionGenerator:
         return cls(model, VPSDE(**meta["sde"]), meta["node_counts"])
 
 
-def edge_step(sde: VPSDE):
+def edge_step(sde: VPSDE, self_condition: bool = False):
     """The training step for :class:`~scenegraph_diff.training.Trainer`: batch = ``(A0, node_mask)``."""
 
     def step(model, batch, generator):
         A0, mask = batch
-        loss = edge_x0_loss(model, sde, A0, mask, generator)
+        loss = edge_x0_loss(model, sde, A0, mask, generator, self_condition=self_condition)
         return {"loss": loss}
 
     return step
@@ -131,7 +145,8 @@ def train_edge_diffusion(train_graphs: Sequence[dict], config: EdgeDiffusionConf
 
     A, mask = graphs_to_adjacency(train_graphs)
     sde = VPSDE(config.beta_min, config.beta_max)
-    model = EdgeDenoiser(channels=config.channels, num_layers=config.num_layers)
+    model = EdgeDenoiser(channels=config.channels, num_layers=config.num_layers,
+                         edge_cond_dim=1 if config.self_condition else 0)
 
     def batches(step: int, generator: torch.Generator):
         idx = torch.randint(0, A.shape[0], (config.batch_size,), generator=generator)
@@ -142,7 +157,7 @@ def train_edge_diffusion(train_graphs: Sequence[dict], config: EdgeDiffusionConf
                      min_lr_ratio=0.05, grad_clip=config.grad_clip, ema_decay=config.ema_decay, seed=config.seed,
                      num_threads=config.num_threads, output_dir=config.output_dir, progress=config.progress,
                      log_every=250, checkpoint_every=1000 if config.output_dir else None)
-    trainer = Trainer(model, edge_step(sde), tc)
+    trainer = Trainer(model, edge_step(sde, config.self_condition), tc)
     t0, c0 = time.perf_counter(), time.process_time()
     hist = trainer.fit(batches, resume=config.output_dir is not None)
     secs, cpu = time.perf_counter() - t0, time.process_time() - c0

@@ -201,8 +201,8 @@ class TypedDiffusion:
     # ---------------------------------------------------------------- sampling
     @torch.no_grad()
     def sample(self, batch: TypedGraphBatch, known_nodes: Tensor, known_edges: Tensor, num_steps: int = 10,
-               temperature: float = 1.0, require_edge: Tensor | None = None, generator: torch.Generator | None = None
-               ) -> tuple[Tensor, Tensor, Tensor, int]:
+               temperature: float = 1.0, require_edge: Tensor | None = None, generator: torch.Generator | None = None,
+               edge_log_prior: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor, int]:
         """Unmask every unknown entry over ``num_steps`` network evaluations.
 
         Args:
@@ -210,6 +210,8 @@ class TypedDiffusion:
             known_nodes: ``[B, N]`` bool, entries kept fixed; known_edges ``[B, N, N]`` bool likewise.
             temperature: 0 = greedy (most confident first, argmax); > 0 samples categories.
             require_edge: ``[B, N, N]`` bool pairs that must get a predicate (``no edge`` excluded).
+            edge_log_prior: optional ``[B, N, N, P + 1]`` log-probabilities added to the edge logits at every
+                step (a product of experts with an external prior, e.g. class-pair predicate frequencies).
 
         Returns:
             ``(classes, edges, edge_scores, nfe)``; ``edge_scores`` is the probability of each sampled edge
@@ -227,6 +229,8 @@ class TypedDiffusion:
         for s in range(num_steps):
             t = torch.full((B,), 1.0 - s / num_steps)
             nl, el = m(cls, edg, batch.node_mask, batch.boxes, batch.has_box, t)
+            if edge_log_prior is not None:
+                el = el + edge_log_prior
             if require_edge is not None:
                 el = el.clone()
                 el[..., 0] = torch.where(require_edge, torch.full_like(el[..., 0], -1e9), el[..., 0])
