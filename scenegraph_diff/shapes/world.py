@@ -283,8 +283,9 @@ def _choice(generator: torch.Generator | None, n: int) -> int:
 def caption(graph: SceneGraph, generator: torch.Generator | None = None) -> str:
     """A template caption naming every object and relation of a shapes-world graph.
 
-    ``"a red circle to the left of a blue square"``; later mentions use "the"; objects without a
-    relation are appended with "and". Predicate phrasings are drawn from SHAPES.md's synonyms
+    ``"a red circle to the left of a blue square"``; relation clauses are joined by "and", later
+    mentions use "the"; objects without a relation follow as sentences of their own
+    (``"... a blue square. a cyan triangle"``), or are joined by "and" when no relation is named. Predicate phrasings are drawn from SHAPES.md's synonyms
     (the first phrasing when ``generator`` is None).
     """
     keys = validate_shapes_graph(graph)
@@ -301,8 +302,12 @@ def caption(graph: SceneGraph, generator: torch.Generator | None = None) -> str:
         phrase = phrases[_choice(generator, len(phrases))] if generator is not None else phrases[0]
         subj = np_(r.subject)
         clauses.append(f"{subj} {phrase} {np_(r.object)}")
-    clauses += [np_(i) for i in range(len(keys)) if not mentioned[i]]
-    return " and ".join(clauses)
+    lone = [np_(i) for i in range(len(keys)) if not mentioned[i]]
+    if not clauses:
+        return " and ".join(lone)
+    # Objects outside every relation go into a sentence of their own: "A left of B and C" would read
+    # as "A left of B and A left of C".
+    return ". ".join([" and ".join(clauses), *lone])
 
 
 def sample_scene(generator: torch.Generator | None = None, size: int = 32, num_objects: int | None = None,

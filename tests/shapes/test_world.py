@@ -120,7 +120,8 @@ def test_caption_templates() -> None:
     assert caption(g) == "a green triangle above a yellow square and a purple circle below the yellow square"
     assert caption(SceneGraph((obj("cyan", "square"),))) == "a cyan square"
     lone = SceneGraph((obj("red", "circle"), obj("blue", "square"), obj("cyan", "triangle")), (Relation(0, "left of", 1),))
-    assert caption(lone) == "a red circle to the left of a blue square and a cyan triangle"
+    assert caption(lone) == "a red circle to the left of a blue square. a cyan triangle"
+    assert caption(SceneGraph(lone.objects)) == "a red circle and a blue square and a cyan triangle"
     phrases = {caption(g, gen(i)).split(" a yellow")[0].split("triangle ")[1] for i in range(40)}
     assert phrases == {"above", "over"}
 
