@@ -41,7 +41,7 @@ class ParserTrainConfig:
 
     data_root: str = "../shared/datasets"
     out: str = str(DEFAULT_WEIGHTS)
-    epochs: int = 3
+    epochs: int = 5
     batch_size: int = 64
     lr: float = 3e-3
     weight_decay: float = 1e-5
@@ -250,6 +250,7 @@ def train_parser(cfg: ParserTrainConfig) -> dict[str, Any]:
     train_s = time.time() - t_train
     model.eval()
     parser = LearnedParser(model, vocab)
+    parser.save_pretrained(cfg.out, extra={"metrics": {"train_seconds": round(train_s, 1), "dev": None}})
     # Relation threshold: chosen on dev (the test split is never seen).
     caps, golds = [r.caption for r in dev_rows], [r.graph for r in dev_rows]
     best = None
