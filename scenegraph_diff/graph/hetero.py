@@ -17,8 +17,9 @@ Direction carries meaning: subject -> relation -> object. Per node type the stor
                             JSON boxes exact; cast with ``.float()`` for models)
     has_box  [n]    bool    objects only
     span     [n, 2] long    objects and relations; -1 where the graph has no span
-and the graph stores ``text`` (a string, "" when absent) and ``has_text`` ``[1]`` bool. This is enough to
-convert back losslessly.
+and the graph stores ``text`` (a string, "" when absent); ``scene.has_text`` ``[1]`` bool says whether the graph has
+text. This is enough to convert back losslessly (and gives every node type a tensor, so PyG's
+``InMemoryDataset`` can collate and separate the data).
 """
 
 from __future__ import annotations
@@ -162,9 +163,9 @@ def to_hetero_data(
 
     data = HeteroData()
     _fill(data, _flatten([graph]), 1, embedder, vocab)
-    # PyG drops attributes set to None, so "no text" is a flag next to an empty string.
+    # PyG drops attributes set to None, so "no text" is a flag (on the scene node) next to an empty string.
     data.text = graph.text if graph.text is not None else ""
-    data.has_text = torch.tensor([graph.text is not None])
+    data[SCENE].has_text = torch.tensor([graph.text is not None])
     return data
 
 
@@ -188,7 +189,7 @@ def collate(
     batch = Batch(_base_cls=HeteroData)
     _fill(batch, f, num_graphs, embedder, vocab)
     batch.text = [g.text if g.text is not None else "" for g in graphs]
-    batch.has_text = torch.tensor([g.text is not None for g in graphs], dtype=torch.bool)
+    batch[SCENE].has_text = torch.tensor([g.text is not None for g in graphs], dtype=torch.bool)
     # As in PyG's Batch.from_data_list: per-graph lists of strings.
     for nt, key, cnt in ((OBJECT, "obj_names", 0), (ATTRIBUTE, "attr_names", 1), (RELATION, "rel_names", 2)):
         flat, out, i = f[key], [], 0
@@ -211,8 +212,8 @@ def collate(
     for nt, ptr in ptrs.items():
         batch[nt].ptr = ptr
     # Bookkeeping that lets PyG's ``batch.get_example(i)`` / ``to_data_list()`` separate the batch again.
-    slice_dict: dict = {"text": torch.arange(num_graphs + 1), "has_text": torch.arange(num_graphs + 1)}
-    inc_dict: dict = {"text": None, "has_text": torch.zeros(num_graphs, dtype=long)}
+    slice_dict: dict = {"text": torch.arange(num_graphs + 1)}
+    inc_dict: dict = {"text": None}
     for nt in NODE_TYPES:
         store = batch[nt]
         slice_dict[nt], inc_dict[nt] = {}, {}
@@ -285,7 +286,7 @@ def from_hetero_data(data: "HeteroData") -> SceneGraph:
         return sum(len(x) for x in names) if names and isinstance(names[0], list) else len(names)
 
     n_o, n_a, n_r = count(OBJECT), count(ATTRIBUTE), count(RELATION)
-    text = data.text if "text" in data and bool(data.has_text.reshape(-1)[0]) else None
+    text = data.text if "text" in data and bool(data[SCENE].has_text.reshape(-1)[0]) else None
     if isinstance(text, list):  # a one-graph slice of a batch
         text = text[0]
     return _graph_from_stores(data, text, (0, n_o), (0, n_a), (0, n_r))
@@ -294,7 +295,7 @@ def from_hetero_data(data: "HeteroData") -> SceneGraph:
 def unbatch(batch: "HeteroData") -> list[SceneGraph]:
     """Inverse of :func:`collate`: the list of scene graphs in a batch."""
     ptr = {nt: batch[nt].ptr.tolist() for nt in (OBJECT, ATTRIBUTE, RELATION)}
-    has = batch.has_text.tolist()
+    has = batch[SCENE].has_text.tolist()
     texts = [t if h else None for t, h in zip(batch.text, has)]
     return [
         _graph_from_stores(batch, texts[i], (ptr[OBJECT][i], ptr[OBJECT][i + 1]),

@@ -103,3 +103,18 @@ def test_dense_layout():
         to_dense([CAT_ON_DOG], v, max_nodes=1)
     with pytest.raises(SceneGraphError, match="X: last dim"):
         from_dense((d.X[..., :2], d.E, d.node_mask), v)
+
+
+def test_in_memory_dataset_collate_and_separate():
+    """Every node type carries a tensor, so PyG's InMemoryDataset can store and slice scene graphs."""
+    from torch_geometric.data import InMemoryDataset
+
+    graphs = [CAT_ON_DOG, SceneGraph(), DOG_ON_CAT]
+
+    class Graphs(InMemoryDataset):
+        def __init__(self):
+            super().__init__(None)
+            self.data, self.slices = self.collate([to_hetero_data(g) for g in graphs])
+
+    ds = Graphs()
+    assert [from_hetero_data(ds[i]) for i in range(len(ds))] == graphs
