@@ -6,6 +6,9 @@ instead. Output layout, for prompts ``0..P-1`` and ``num_images`` = K:
 
     DIR/00000.png, DIR/00000_1.png, ..., DIR/00000_{K-1}.png, DIR/00001.png, ...
     DIR/00000.json ...   the parsed graph of each prompt (SceneGraph JSON v1)
+
+A relation that contradicts the ones parsed before it (a parse error: no image can satisfy both) is
+skipped with a warning; the JSON files keep the parsed graph as it came from the parser.
     DIR/graphs.jsonl     one parsed graph per prompt, in input order
 """
 
@@ -107,7 +110,8 @@ def generate(config: GenerateConfig, progress: Callable[[int], None] | None = No
 
         pipe = ShapesPipeline.from_bundled() if config.model is None else ShapesPipeline.from_pretrained(config.model)
         result = pipe(graphs, num_images_per_prompt=config.num_images, generator=generator,
-                      num_inference_steps=config.steps or DEFAULT_STEPS, batch_size=config.batch_size)
+                      num_inference_steps=config.steps or DEFAULT_STEPS, batch_size=config.batch_size,
+                      drop_contradictory=True)
         images = list(result.images)
     else:
         images = _generate_sd(config, graphs, generator)

@@ -29,7 +29,7 @@ from diffusers.utils import BaseOutput
 from ..graph.scene_graph import SceneGraph, SceneGraphError
 from .conditioning import ShapesConditioner
 from .layout import NUM_LAYOUT_CHANNELS, layout_maps, repair_layout
-from .world import PALETTE, Box, validate_shapes_graph
+from .world import PALETTE, Box, drop_contradictions, validate_shapes_graph
 
 __all__ = ["ShapesPipeline", "ShapesPipelineOutput", "NUM_CLASSES", "bundled_model_path", "make_unet",
            "make_scheduler"]
@@ -110,7 +110,7 @@ class ShapesPipeline(DiffusionPipeline):
 
     # ------------------------------------------------------------------ steps
     def _graphs(self, prompt: str | SceneGraph | Sequence[str | SceneGraph],
-                parser: Callable[[str], SceneGraph] | None) -> list[SceneGraph]:
+                parser: Callable[[str], SceneGraph] | None, drop_contradictory: bool) -> list[SceneGraph]:
         items = [prompt] if isinstance(prompt, (str, SceneGraph)) else list(prompt)
         if not items:
             raise ValueError("prompt must name at least one prompt or graph")
@@ -130,6 +130,10 @@ class ShapesPipeline(DiffusionPipeline):
                 validate_shapes_graph(g)
             except SceneGraphError as e:
                 raise e.with_prefix(f"prompt[{i}]") from None
+            if drop_contradictory:
+                g, dropped = drop_contradictions(g)
+                if dropped:
+                    logger.warning("prompt[%d]: dropped contradictory relations %s of %r", i, dropped, g.text)
             out.append(g)
         return out
 
@@ -144,6 +148,7 @@ class ShapesPipeline(DiffusionPipeline):
         layout_jitter: float = 0.06,
         parser: Callable[[str], SceneGraph] | None = None,
         batch_size: int = 256,
+        drop_contradictory: bool = False,
     ) -> ShapesPipelineOutput:
         """Generate images.
 
@@ -157,13 +162,16 @@ class ShapesPipeline(DiffusionPipeline):
             layout_jitter: standard deviation of the box-centre jitter, as a fraction of the canvas.
             parser: text -> SceneGraph for string prompts (default :func:`scenegraph_diff.parse`).
             batch_size: images per UNet batch.
+            drop_contradictory: skip (with a warning) each relation that contradicts the ones named
+                before it, instead of raising :class:`SceneGraphError`; ``output.graphs`` holds the
+                graphs actually drawn.
         """
         # 1. inputs -> graphs
         if num_images_per_prompt < 1:
             raise ValueError(f"num_images_per_prompt must be >= 1, got {num_images_per_prompt}")
         if num_inference_steps < 1:
             raise ValueError(f"num_inference_steps must be >= 1, got {num_inference_steps}")
-        graphs = [g for g in self._graphs(prompt, parser) for _ in range(num_images_per_prompt)]
+        graphs = [g for g in self._graphs(prompt, parser, drop_contradictory) for _ in range(num_images_per_prompt)]
         size = int(self.unet.config.sample_size)
         images, layouts = [], []
         for start in range(0, len(graphs), batch_size):

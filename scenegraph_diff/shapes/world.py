@@ -23,7 +23,7 @@ from ..graph.scene_graph import Relation, SceneGraph, SceneGraphError, SceneObje
 __all__ = [
     "COLOURS", "COLOUR_NAMES", "SHAPES", "PREDICATES", "PALETTE", "BACKGROUND",
     "Box", "margin", "side_range", "shape_mask", "centroid", "relation_holds", "layout_satisfies",
-    "object_key", "validate_shapes_graph", "sample_layout", "sample_scene", "caption", "render", "render_layout",
+    "object_key", "validate_shapes_graph", "drop_contradictions", "sample_layout", "sample_scene", "caption", "render", "render_layout",
 ]
 
 #: Exact sRGB fill values (SHAPES.md).
@@ -147,16 +147,17 @@ def object_key(obj: SceneObject) -> tuple[str, str]:
     return colours[0], obj.name
 
 
-def validate_shapes_graph(graph: SceneGraph) -> list[tuple[str, str]]:
+def validate_shapes_graph(graph: SceneGraph, max_relations: int | None = None) -> list[tuple[str, str]]:
     """Check that ``graph`` belongs to the shapes world; return its objects' ``(colour, shape)`` keys.
 
     Raises :class:`SceneGraphError` naming the field: 1 to 3 objects, distinct (colour, shape)
-    pairs, 0 to 3 relations with canonical predicates.
+    pairs, relations with canonical predicates (at most ``max_relations`` when given: sampled scenes
+    name 0 to 3, but rendering, checking and generation accept any consistent set).
     """
     if not 1 <= graph.num_objects <= 3:
         raise SceneGraphError("objects", f"the shapes world has 1 to 3 objects, got {graph.num_objects}")
-    if graph.num_relations > 3:
-        raise SceneGraphError("relations", f"the shapes world has 0 to 3 relations, got {graph.num_relations}")
+    if max_relations is not None and graph.num_relations > max_relations:
+        raise SceneGraphError("relations", f"expected at most {max_relations} relations, got {graph.num_relations}")
     keys = []
     for i, o in enumerate(graph.objects):
         try:
@@ -218,6 +219,27 @@ def _check_consistent(graph: SceneGraph) -> None:
         )
     if _has_cycle(graph.num_objects, xs) or _has_cycle(graph.num_objects, ys):
         raise SceneGraphError("relations", f"contradictory relations {graph.triplets()}: no layout satisfies them")
+
+
+def drop_contradictions(graph: SceneGraph) -> tuple[SceneGraph, list[int]]:
+    """Keep the relations of ``graph`` in order, skipping each one that contradicts those kept before it.
+
+    Returns the reduced graph (same objects and text) and the indices of the dropped relations.
+    A relation contradicts when it closes a cycle of "left of" (or of "above") constraints.
+    """
+    kept: list[Relation] = []
+    dropped: list[int] = []
+    for k, r in enumerate(graph.relations):
+        trial = SceneGraph(graph.objects, tuple(kept) + (r,), graph.text)
+        try:
+            _check_consistent(trial)
+        except SceneGraphError:
+            dropped.append(k)
+            continue
+        kept.append(r)
+    if not dropped:
+        return graph, []
+    return SceneGraph(graph.objects, tuple(kept), graph.text), dropped
 
 
 def _randint(generator: torch.Generator | None, low: int, high: int, n: int) -> list[int]:

@@ -128,3 +128,24 @@ def test_caption_templates() -> None:
 
 def test_sample_scene_reproducible() -> None:
     assert sample_scene(gen(5)) == sample_scene(gen(5))
+
+
+def test_more_than_three_consistent_relations_render_and_check() -> None:
+    from scenegraph_diff.shapes import check
+
+    g = SceneGraph((obj("red", "circle"), obj("blue", "square"), obj("green", "triangle")),
+                   (Relation(0, "left of", 1), Relation(0, "left of", 2), Relation(1, "above", 2), Relation(2, "below", 0)))
+    assert check(render(g, gen(0)), g).all_correct
+    with pytest.raises(SceneGraphError, match="at most 3 relations, got 4"):
+        validate_shapes_graph(g, max_relations=3)
+
+
+def test_drop_contradictions_keeps_the_first_named() -> None:
+    from scenegraph_diff.shapes.world import drop_contradictions
+
+    g = SceneGraph((obj("red", "circle"), obj("blue", "square"), obj("green", "triangle")),
+                   (Relation(0, "left of", 1), Relation(1, "left of", 2), Relation(2, "left of", 0),
+                    Relation(0, "above", 2)), text="t")
+    kept, dropped = drop_contradictions(g)
+    assert dropped == [2] and kept.relations == (g.relations[0], g.relations[1], g.relations[3]) and kept.text == "t"
+    assert drop_contradictions(kept) == (kept, [])
