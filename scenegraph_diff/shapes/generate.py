@@ -140,8 +140,8 @@ def _generate_sd(config: GenerateConfig, graphs: Sequence[SceneGraph], generator
     images: list[np.ndarray] = []
     kwargs = {} if config.steps is None else {"num_inference_steps": config.steps}
     for g in graphs:
-        res = pipe(g.text or "", num_images_per_prompt=config.num_images, generator=generator, output_type="np",
-                   **kwargs)
+        res = pipe(prompt=g.text or None, scene_graph=g, num_images_per_prompt=config.num_images,
+                   generator=generator, output_type="np", **kwargs)
         for im in res.images:
             images.append(np.clip(np.asarray(im) * 255.0 + 0.5, 0, 255).astype(np.uint8))
     return images

@@ -70,3 +70,19 @@ def test_generate_rejects_a_prompt_outside_the_shapes_world(tiny_model: str, tmp
     rc = main(["generate", "a cat on a mat", "--out", str(tmp_path), "--model", tiny_model, "--parser", "rules"])
     assert rc == 2
     assert "unknown shape 'cat'" in capsys.readouterr().err
+
+
+def test_generate_with_a_stable_diffusion_folder(tmp_path, capsys) -> None:
+    from scenegraph_diff.pipelines import SceneGraphPipeline
+    from scenegraph_diff.pipelines.testing import tiny_sd_components
+
+    SceneGraphPipeline(**tiny_sd_components()).save_pretrained(tmp_path / "sd")
+    rc = main(["generate", "a red circle to the left of a blue square", "--out", str(tmp_path / "o"), "--model",
+               str(tmp_path / "sd"), "--steps", "2", "--num-images", "2", "--parser", "rules"])
+    assert rc == 0
+    capsys.readouterr()
+    assert (tmp_path / "o" / "00000_1.png").is_file()
+    img = np.asarray(Image.open(tmp_path / "o" / "00000.png"))
+    assert img.ndim == 3 and img.shape[-1] == 3
+    assert SceneGraph.from_json((tmp_path / "o" / "00000.json").read_text()).triplets() == [
+        ("circle", "left of", "square")]
