@@ -80,6 +80,7 @@ class Vocab:
 
     def __post_init__(self) -> None:
         self.word_index = {w: i for i, w in enumerate(self.words)}
+        self._lemma_set = frozenset(self.verb_lemmas.values())
 
     def to_dict(self) -> dict[str, Any]:
         return {"words": self.words, "predicates": self.predicates, "name_forms": self.name_forms,
@@ -93,6 +94,10 @@ class Vocab:
             return VERB_FORMS[word]
         if word.endswith(("ing", "ed")) and len(word) > 4:
             return lemmatize_verb(word)
+        if word.endswith("s") and len(word) > 3:  # "takes" -> "take" when "take" is a known predicate verb
+            for stem in (word[:-1], word[:-2]):
+                if stem in self._lemma_set:
+                    return stem
         return word
 
 
