@@ -18,7 +18,7 @@ import logging
 import sys
 import time
 from collections import Counter, defaultdict
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -35,11 +35,17 @@ __all__ = ["ParserTrainConfig", "train_parser", "build_vocab", "main"]
 log = logging.getLogger(__name__)
 
 
+def _default_data_root() -> str:
+    """``../shared/datasets`` relative to the repository (when present), else relative to the working folder."""
+    repo_side = Path(__file__).resolve().parents[2].parent / "shared" / "datasets"
+    return str(repo_side) if repo_side.is_dir() else "../shared/datasets"
+
+
 @dataclass(frozen=True)
 class ParserTrainConfig:
     """Settings of one training run."""
 
-    data_root: str = "../shared/datasets"
+    data_root: str = field(default_factory=_default_data_root)
     out: str = str(DEFAULT_WEIGHTS)
     epochs: int = 5
     batch_size: int = 64
