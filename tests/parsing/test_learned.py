@@ -137,4 +137,11 @@ def test_bundled_accuracy_on_fixture():
     p = load_parser("learned")
     s = score_graph_strings([graph_to_string(g) for g in p.parse_batch([r.caption for r in rows])],
                             [r.graph for r in rows], official=False)
-    assert s.spice_f > 75 and s.set_match > 45
+    assert s.spice_f > 75 and s.set_match > 45  # measured 82.1 / 57.5 (rules: 73.6 / 47.5)
+
+
+@needs_weights
+def test_auto_backend_is_learned():
+    from scenegraph_diff.parsing.learned import LearnedParser
+
+    assert isinstance(load_parser("auto"), LearnedParser)
