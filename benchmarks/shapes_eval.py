@@ -154,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     show = [graphs[i] for i in (2, 4, 6, 5, 9, 13)] + twins[:2]
     for name, path, enforce in methods:
         pipe = ShapesPipeline.from_pretrained(path)
-        main_scores, images = evaluate(pipe, graphs, enforce, args.seed, args.batch_size)
+        main_scores, _ = evaluate(pipe, graphs, enforce, args.seed, args.batch_size)
         swap_scores, _ = evaluate(pipe, twins, enforce, args.seed + 1, args.batch_size)
         rate = throughput(pipe, timing_graphs, enforce, args.repeats, args.batch_size)
         grid[name] = evaluate(pipe, show, enforce, args.seed + 2, args.batch_size)[1]

@@ -19,7 +19,7 @@ import numpy as np
 from ..graph.scene_graph import SceneGraph
 from .world import COLOUR_NAMES, PALETTE, relation_holds, validate_shapes_graph
 
-__all__ = ["Component", "Verdict", "Scores", "classify_pixels", "find_components", "check", "score"]
+__all__ = ["Component", "Verdict", "Scores", "classify_pixels", "find_components", "check", "score", "swapped_twins"]
 
 
 @dataclass(frozen=True)

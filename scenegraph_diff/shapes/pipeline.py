@@ -118,7 +118,7 @@ class ShapesPipeline(DiffusionPipeline):
         for i, item in enumerate(items):
             if isinstance(item, str):
                 if parser is None:
-                    from .. import parse as parser  # noqa: PLC0415 - lazy: the parser is optional here
+                    from .. import parse as parser  # lazy: only string prompts need the parser
                 g = parser(item)
                 if g.text is None:
                     g = SceneGraph(g.objects, g.relations, item)
