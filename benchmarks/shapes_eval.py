@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="runs/shapes_eval")
-    ap.add_argument("--data-root", default=None, help="unused (the shapes world is generated); kept for the CLI contract")
+    ap.add_argument("--data-root", default=None, help="unused: the shapes world is generated")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))

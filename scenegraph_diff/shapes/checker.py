@@ -133,7 +133,8 @@ def find_components(image: object, tolerance: float = 60.0, min_area: int | None
             ys, xs = np.nonzero(m)
             y0, x0 = sl[0].start, sl[1].start
             fill = area / float(m.shape[0] * m.shape[1])
-            out.append(Component(colour, _shape_of(fill), area, (float(x0 + xs.mean() + 0.5), float(y0 + ys.mean() + 0.5)),
+            cen = (float(x0 + xs.mean() + 0.5), float(y0 + ys.mean() + 0.5))
+            out.append(Component(colour, _shape_of(fill), area, cen,
                                  (x0, y0, sl[1].stop, sl[0].stop), fill))
     return out
 
@@ -156,7 +157,8 @@ def check(image: object, graph: SceneGraph, tolerance: float = 60.0, min_area: i
     rels = []
     for r in graph.relations:
         a, b = found[r.subject], found[r.object]
-        rels.append(bool(a is not None and b is not None and relation_holds(r.predicate, a.centroid, b.centroid, width)))
+        ok = a is not None and b is not None and relation_holds(r.predicate, a.centroid, b.centroid, width)
+        rels.append(bool(ok))
     return Verdict(tuple(f is not None for f in found), tuple(rels), tuple(comps))
 
 

@@ -1,4 +1,5 @@
-"""Training of the shapes model (``scenegraph-diff train-shapes``), on the shared :class:`~scenegraph_diff.training.Trainer`.
+"""Training of the shapes model (``scenegraph-diff train-shapes``) on the shared
+:class:`~scenegraph_diff.training.Trainer`.
 
 One step, for a batch of sampled scenes (graphs with ground-truth boxes and rendered images):
 

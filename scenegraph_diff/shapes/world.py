@@ -23,7 +23,8 @@ from ..graph.scene_graph import Relation, SceneGraph, SceneGraphError, SceneObje
 __all__ = [
     "COLOURS", "COLOUR_NAMES", "SHAPES", "PREDICATES", "PALETTE", "BACKGROUND",
     "Box", "margin", "side_range", "shape_mask", "centroid", "relation_holds", "layout_satisfies",
-    "object_key", "validate_shapes_graph", "drop_contradictions", "sample_layout", "sample_scene", "caption", "render", "render_layout",
+    "object_key", "validate_shapes_graph", "drop_contradictions", "sample_layout", "sample_scene", "caption",
+    "render", "render_layout",
 ]
 
 #: Exact sRGB fill values (SHAPES.md).
@@ -169,7 +170,8 @@ def validate_shapes_graph(graph: SceneGraph, max_relations: int | None = None) -
     for k, r in enumerate(graph.relations):
         if r.predicate not in PREDICATES:
             raise SceneGraphError(
-                f"relations[{k}].predicate", f"unknown predicate {r.predicate!r} (expected one of {', '.join(PREDICATES)})"
+                f"relations[{k}].predicate",
+                f"unknown predicate {r.predicate!r} (expected one of {', '.join(PREDICATES)})",
             )
     return keys
 
@@ -307,7 +309,8 @@ def caption(graph: SceneGraph, generator: torch.Generator | None = None) -> str:
 
     ``"a red circle to the left of a blue square"``; relation clauses are joined by "and", later
     mentions use "the"; objects without a relation follow as sentences of their own
-    (``"... a blue square. a cyan triangle"``), or are joined by "and" when no relation is named. Predicate phrasings are drawn from SHAPES.md's synonyms
+    (``"... a blue square. a cyan triangle"``), or are joined by "and" when no relation is named.
+    Predicate phrasings are drawn from SHAPES.md's synonyms
     (the first phrasing when ``generator`` is None).
     """
     keys = validate_shapes_graph(graph)

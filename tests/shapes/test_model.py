@@ -84,7 +84,8 @@ def test_pipeline_outputs_palette_images_deterministically(tiny_pipe: ShapesPipe
     assert {tuple(c) for c in out.images.reshape(-1, 3)} <= {tuple(c) for c in PALETTE}
     assert out.graphs[0] == out.graphs[1] == graphs[0]
     assert all(layout_satisfies(g, lay, 32) for g, lay in zip(out.graphs, out.layouts))  # relations enforced
-    again = tiny_pipe(graphs, num_images_per_prompt=2, num_inference_steps=2, generator=torch.Generator().manual_seed(1))
+    again = tiny_pipe(graphs, num_images_per_prompt=2, num_inference_steps=2,
+                      generator=torch.Generator().manual_seed(1))
     assert np.array_equal(out.images, again.images)
     tiny_pipe.save_pretrained(tmp_path / "pipe")
     loaded = ShapesPipeline.from_pretrained(tmp_path / "pipe")

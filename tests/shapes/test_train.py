@@ -38,7 +38,7 @@ def test_step_losses_and_gradients() -> None:
     assert set(out) == {"loss", "image_ce", "layout_mse"}
     assert 0.5 < float(out["image_ce"].detach()) < 5.0  # ~log(7) untrained
     out["loss"].backward()
-    assert model.conditioner.graph_encoder.lin_out.weight.grad.abs().sum() > 0  # the encoder is trained through both losses
+    assert model.conditioner.graph_encoder.lin_out.weight.grad.abs().sum() > 0  # trained through both losses
 
 
 def test_train_shapes_tiny_run(tmp_path) -> None:

@@ -119,7 +119,8 @@ def test_caption_templates() -> None:
                    (Relation(0, "above", 1), Relation(2, "below", 1)))
     assert caption(g) == "a green triangle above a yellow square and a purple circle below the yellow square"
     assert caption(SceneGraph((obj("cyan", "square"),))) == "a cyan square"
-    lone = SceneGraph((obj("red", "circle"), obj("blue", "square"), obj("cyan", "triangle")), (Relation(0, "left of", 1),))
+    lone = SceneGraph((obj("red", "circle"), obj("blue", "square"), obj("cyan", "triangle")),
+                      (Relation(0, "left of", 1),))
     assert caption(lone) == "a red circle to the left of a blue square. a cyan triangle"
     assert caption(SceneGraph(lone.objects)) == "a red circle and a blue square and a cyan triangle"
     phrases = {caption(g, gen(i)).split(" a yellow")[0].split("triangle ")[1] for i in range(40)}
@@ -134,7 +135,8 @@ def test_more_than_three_consistent_relations_render_and_check() -> None:
     from scenegraph_diff.shapes import check
 
     g = SceneGraph((obj("red", "circle"), obj("blue", "square"), obj("green", "triangle")),
-                   (Relation(0, "left of", 1), Relation(0, "left of", 2), Relation(1, "above", 2), Relation(2, "below", 0)))
+                   (Relation(0, "left of", 1), Relation(0, "left of", 2), Relation(1, "above", 2),
+                    Relation(2, "below", 0)))
     assert check(render(g, gen(0)), g).all_correct
     with pytest.raises(SceneGraphError, match="at most 3 relations, got 4"):
         validate_shapes_graph(g, max_relations=3)
