@@ -25,7 +25,7 @@ def sparse_dropout(x: Tensor, p: float, training: bool) -> Tensor:
     if not x.is_sparse:
         return F.dropout(x, p, training)
     x = x.coalesce()
-    return torch.sparse_coo_tensor(x.indices(), F.dropout(x.values(), p, True), x.shape)
+    return torch.sparse_coo_tensor(x.indices(), F.dropout(x.values(), p, True), x.shape, check_invariants=False)
 
 
 class _HomoEncoder(nn.Module):

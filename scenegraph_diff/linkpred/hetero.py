@@ -88,7 +88,7 @@ class HeteroEncoder(nn.Module):
             if x.is_sparse:
                 if self.training and self.dropout > 0:
                     x = x.coalesce()
-                    x = torch.sparse_coo_tensor(x.indices(), F.dropout(x.values(), self.dropout, True), x.shape)
+                    x = torch.sparse_coo_tensor(x.indices(), F.dropout(x.values(), self.dropout, True), x.shape, check_invariants=False)
                 h = torch.sparse.mm(x, lin.weight.t()) + lin.bias
             else:
                 h = lin(F.dropout(x, self.dropout, self.training))
