@@ -47,7 +47,7 @@ class ParserTrainConfig:
 
     data_root: str = field(default_factory=_default_data_root)
     out: str = str(DEFAULT_WEIGHTS)
-    epochs: int = 5
+    epochs: int = 8
     batch_size: int = 64
     lr: float = 3e-3
     weight_decay: float = 1e-5
