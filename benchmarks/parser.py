@@ -78,6 +78,8 @@ def worker(backend: str, threads: int, data_root: str, repeats: int, with_metric
     import_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     parser = _sng_parser() if backend == "sng" else load_parser(backend)
+    if hasattr(parser, "num_threads"):
+        parser.num_threads = threads  # measure real N-thread inference (the library default is 1)
     load_s = time.perf_counter() - t0
     rows = read_factual_csv(Path(data_root) / "factual" / "dev.csv")
     captions = [r.caption for r in rows]
