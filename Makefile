@@ -8,6 +8,8 @@ TORCH ?= torch==2.13.0
 THREADS ?= 1
 
 .PHONY: setup test test-slow demo generate clean
+PROMPT ?= a red circle to the left of a blue square
+OUT ?= out/
 
 setup: $(VENV)/.installed
 
@@ -23,6 +25,10 @@ test: setup
 
 test-slow: setup
 	OMP_NUM_THREADS=$(THREADS) $(BIN)/python -m pytest -m slow
+
+# The main job: prompt -> scene graph -> image with the bundled offline shapes model.
+generate: setup
+	OMP_NUM_THREADS=$(THREADS) $(BIN)/scenegraph-diff generate "$(PROMPT)" --out $(OUT)
 
 demo: setup
 	OMP_NUM_THREADS=$(THREADS) $(BIN)/scenegraph-diff demo --out out/demo
