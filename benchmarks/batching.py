@@ -12,32 +12,13 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import random
 import statistics
 import sys
 import time
 from pathlib import Path
 
 import torch
-
-
-def random_graphs(n: int, seed: int) -> list:
-    from scenegraph_diff.graph import Relation, SceneGraph, SceneObject
-
-    rng = random.Random(seed)
-    names = ["cat", "dog", "man", "table", "cup", "tree", "car", "sofa", "lamp", "window", "shirt", "horse"]
-    attrs = ["red", "blue", "black", "wooden", "small", "2", "large", "white"]
-    preds = ["on", "near", "sit on", "have", "left of", "behind", "wear", "hold"]
-    out = []
-    for _ in range(n):
-        k = rng.randint(3, 10)
-        objs = [SceneObject(rng.choice(names), tuple(rng.sample(attrs, rng.randint(0, 2)))) for _ in range(k)]
-        rels = []
-        for _ in range(rng.randint(1, k)):
-            s, o = rng.sample(range(k), 2)
-            rels.append(Relation(s, rng.choice(preds), o))
-        out.append(SceneGraph(tuple(objs), tuple(rels)))
-    return out
+from hetero_layers import random_graphs  # the same random scene graphs as the layer benchmark
 
 
 def median_time(fn, repeats: int) -> float:

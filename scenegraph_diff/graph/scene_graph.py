@@ -19,7 +19,7 @@ import json
 import math
 import re
 import unicodedata
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
 
 __all__ = ["SceneGraph", "SceneObject", "Relation", "SceneGraphError", "canonical_label"]

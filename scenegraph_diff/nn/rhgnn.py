@@ -15,6 +15,8 @@ from torch_geometric.nn.inits import glorot, zeros
 from torch_geometric.typing import EdgeType, Metadata, NodeType
 from torch_geometric.utils import softmax
 
+from ._checks import check_hetero_args
+
 __all__ = ["RHGNNConv"]
 
 
@@ -97,25 +99,11 @@ class RHGNNConv(MessagePassing):
     ) -> None:
         kwargs.setdefault("aggr", "add")
         super().__init__(node_dim=0, **kwargs)
-        node_types, edge_types = list(metadata[0]), [tuple(e) for e in metadata[1]]
-        if out_channels <= 0:
-            raise ValueError(f"'out_channels' must be positive (got {out_channels})")
-        if heads <= 0:
-            raise ValueError(f"'heads' must be positive (got {heads})")
         if rel_in_channels <= 0:
             raise ValueError(f"'rel_in_channels' must be positive (got {rel_in_channels})")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"'dropout' must be in [0, 1) (got {dropout})")
-        if len(edge_types) == 0:
+        if len(metadata[1]) == 0:
             raise ValueError("'metadata' has no edge types")
-        for et in edge_types:
-            if len(et) != 3 or et[0] not in node_types or et[2] not in node_types:
-                raise ValueError(f"edge type {et!r} does not connect node types of the metadata {node_types}")
-        if not isinstance(in_channels, dict):
-            in_channels = {nt: in_channels for nt in node_types}
-        missing = [nt for nt in node_types if nt not in in_channels]
-        if missing:
-            raise ValueError(f"'in_channels' has no size for node types {missing}")
+        node_types, edge_types, in_channels = check_hetero_args(in_channels, out_channels, metadata, heads, dropout)
         rel_out_channels = rel_in_channels if rel_out_channels is None else rel_out_channels
 
         self.in_channels = in_channels
