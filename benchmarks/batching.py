@@ -10,14 +10,13 @@ A second row charges the baseline for building the HeteroData too (the realistic
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import torch
+from _common import write_results  # benchmarks/ is on sys.path when a script runs
 from hetero_layers import random_graphs  # the same random scene graphs as the layer benchmark
 
 
@@ -74,10 +73,7 @@ def main(argv: list[str] | None = None) -> dict:
     print("\n".join(table))
     print(f"\ncollate is {t_pyg / t_ours:.2f}x the speed of Batch.from_data_list on {args.graphs} graphs "
           f"(same batch, {args.threads} thread)", file=sys.stderr)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n")
-    out.with_suffix(".md").write_text("\n".join(table) + "\n")
+    write_results(args.out, result, "\n".join(table))
     return result
 
 

@@ -15,7 +15,6 @@ Both sides are timed in the same run on the same threads; the table reports medi
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -24,6 +23,7 @@ import time
 from pathlib import Path
 
 import torch
+from _common import write_results  # benchmarks/ is on sys.path when a script runs
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -173,10 +173,7 @@ def main(argv: list[str] | None = None) -> dict:
                      f"{100 * r['cpu_fraction_of_unet_step']:.3f} % |")
     md = "\n".join(lines)
     print(md)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(result, indent=2))
-    out.with_suffix(".md").write_text(md + "\n")
+    write_results(args.out, result, md, indent=2)
     return result
 
 

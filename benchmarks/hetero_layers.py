@@ -12,17 +12,16 @@ the table reports medians and ratios to the baselines measured in the same run.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import random
 import statistics
 import sys
 import time
-from pathlib import Path
 from typing import Callable
 
 import torch
+from _common import write_results  # benchmarks/ is on sys.path when a script runs
 
 
 def random_graphs(n: int, seed: int) -> list:
@@ -190,10 +189,7 @@ def main(argv: list[str] | None = None) -> dict:
                      f"{r['vs_HGTConv']:.2f}x | {r['vs_RGCNConv']:.2f}x |")
     table = "\n".join(lines)
     print(table)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(result, indent=2))
-    out.with_suffix(".md").write_text(table + "\n")
+    write_results(args.out, result, table, indent=2)
     return result
 
 

@@ -24,6 +24,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from _common import write_results  # benchmarks/ is on sys.path when a script runs
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -151,12 +152,9 @@ def main() -> int:
     ok = [r for r in results if "error" not in r]
     table = markdown(ok)
     print(table)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     meta = {"python": platform.python_version(), "machine": platform.machine(), "cpus": os.cpu_count(),
             "note": "shared 2-core box loaded by other jobs; see load avg per row"}
-    out.write_text(json.dumps({"meta": meta, "results": results}, indent=1) + "\n")
-    out.with_suffix(".md").write_text(table + "\n")
+    write_results(args.out, {"meta": meta, "results": results}, table)
     return 0
 
 
