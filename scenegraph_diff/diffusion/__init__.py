@@ -8,6 +8,7 @@
 * :mod:`.edge_diffusion` — :class:`EdgeDiffusionGenerator` and its training step.
 * :mod:`.pard` — block-autoregressive diffusion with degree-peeling order.
 * :mod:`.scene_graph_diffusion` — typed (class/predicate) absorbing diffusion: sampling, completion, refinement.
+* :mod:`.scene_graph_refiner` — :class:`SceneGraphRefiner`, ``SceneGraph`` in/out (what ``SceneGraphPipeline(graph_refiner=...)`` uses).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ _LAZY = {
     "PARDGenerator": ".pard", "PARDConfig": ".pard", "PARDModel": ".pard", "train_pard": ".pard",
     "peeling_blocks": ".pard",
     "SceneGraphDenoiser": ".scene_graph_diffusion", "TypedDiffusion": ".scene_graph_diffusion",
+    "SceneGraphRefiner": ".scene_graph_refiner",
     "load_graph_dataset": ".data",
 }
 

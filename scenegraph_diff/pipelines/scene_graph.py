@@ -59,6 +59,11 @@ class SceneGraphPipeline(StableDiffusionPipeline):
             encoder's hidden size. Default: a fresh one (seeded, global RNG untouched).
         graph_conditioner: a :class:`~scenegraph_diff.conditioning.GraphConditioner` mapping the encoder's
             ``out_channels`` to the UNet's ``cross_attention_dim``. Default: a fresh, zero-gated one.
+        graph_refiner: optional :class:`~scenegraph_diff.diffusion.SceneGraphRefiner` (typed scene-graph
+            diffusion) used by ``refine_graph_strength > 0`` to clean up the (parsed or given) graphs with
+            SDEdit before they are encoded. Not a diffusers component: it runs on the CPU, is not moved by
+            ``.to()`` and not written by :meth:`save_pretrained` (save it with its own ``save_pretrained``
+            and pass ``graph_refiner=SceneGraphRefiner.from_pretrained(path)`` when loading).
 
     Loading: ``SceneGraphPipeline.from_pretrained(sd_id_or_folder, graph_encoder=..., graph_conditioner=...)``
     works for any SD 1.x/2.x checkpoint; a folder written by :meth:`save_pretrained` restores both graph
@@ -81,6 +86,7 @@ class SceneGraphPipeline(StableDiffusionPipeline):
         requires_safety_checker: bool = False,
         graph_encoder: SceneGraphEncoder | None = None,
         graph_conditioner: GraphConditioner | None = None,
+        graph_refiner: Any = None,
     ) -> None:
         super().__init__(vae, text_encoder, tokenizer, unet, scheduler, safety_checker, feature_extractor,
                          image_encoder, requires_safety_checker)
@@ -106,6 +112,29 @@ class SceneGraphPipeline(StableDiffusionPipeline):
         graph_encoder = graph_encoder.to(device=unet.device).eval()
         graph_conditioner = graph_conditioner.to(device=unet.device).eval()
         self.register_modules(graph_encoder=graph_encoder, graph_conditioner=graph_conditioner)
+        if graph_refiner is not None and not callable(getattr(graph_refiner, "refine", None)):
+            raise TypeError(f"graph_refiner is a {type(graph_refiner).__name__} without a refine() method; "
+                            "expected a SceneGraphRefiner")
+        self.graph_refiner = graph_refiner
+
+    def refine_graphs(self, graphs: Sequence[SceneGraph], strength: float, num_steps: int = 5,
+                      generator: torch.Generator | None = None) -> list[SceneGraph]:
+        """SDEdit refinement of ``graphs`` with ``graph_refiner``: re-mask a fraction ``strength`` of the object
+        classes and relation slots (dense typed form: classes ``[B, N]``, edge states ``[B, N, N]``) and denoise
+        them back in ``num_steps`` network evaluations. ``strength = 0`` returns the graphs unchanged (no network
+        call). ``generator``: a CPU :class:`torch.Generator` for the masking and sampling (global RNG if None).
+        """
+        if not 0.0 <= strength <= 1.0:
+            raise ValueError(f"refine_graph_strength must be in [0, 1], got {strength}")
+        if strength == 0.0:
+            return list(graphs)
+        if self.graph_refiner is None:
+            raise ValueError(f"refine_graph_strength={strength} needs a graph_refiner (a SceneGraphRefiner), but the "
+                             "pipeline has none")
+        if num_steps < 1:
+            raise ValueError(f"refine_graph_steps must be >= 1, got {num_steps}")
+        return list(self.graph_refiner.refine(list(graphs), strength=strength, num_steps=num_steps,
+                                              generator=generator))
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs: Any) -> "SceneGraphPipeline":
@@ -128,7 +157,8 @@ class SceneGraphPipeline(StableDiffusionPipeline):
         return TransformerTokenEmbedder(self.tokenizer, self.text_encoder.get_input_embeddings())
 
     def _graphs(self, prompt: str | list[str] | None, scene_graph: SceneGraph | Sequence[SceneGraph] | None,
-                ) -> tuple[list[str], list[SceneGraph]]:
+                refine: dict[str, Any] | None = None) -> tuple[list[str], list[SceneGraph]]:
+        refine = refine or {"strength": 0.0}
         if scene_graph is None:
             if prompt is None:
                 raise ValueError("SceneGraphPipeline: pass a prompt, a scene_graph, or both")
@@ -137,11 +167,12 @@ class SceneGraphPipeline(StableDiffusionPipeline):
                 parse_batch,  # lazily: the parser is only needed without a graph
             )
 
-            return prompts, list(parse_batch(prompts))
+            return prompts, self.refine_graphs(list(parse_batch(prompts)), **refine)
         graphs = [scene_graph] if isinstance(scene_graph, SceneGraph) else list(scene_graph)
         for i, g in enumerate(graphs):
             if not isinstance(g, SceneGraph):
                 raise TypeError(f"scene_graph[{i}] is a {type(g).__name__}, expected SceneGraph")
+        graphs = self.refine_graphs(graphs, **refine)
         if prompt is None:
             prompts = [g.text if g.text is not None else describe_graph(g) for g in graphs]
         else:
@@ -167,6 +198,9 @@ class SceneGraphPipeline(StableDiffusionPipeline):
         *args: Any,
         graph_scale: float = 0.6,
         graph_steps_fraction: float = 1.0,
+        refine_graph_strength: float = 0.0,
+        refine_graph_steps: int = 5,
+        graph_generator: torch.Generator | None = None,
         negative_prompt: str | list[str] | None = None,
         num_images_per_prompt: int | None = 1,
         guidance_scale: float = 7.5,
@@ -189,6 +223,13 @@ class SceneGraphPipeline(StableDiffusionPipeline):
                 inference default 0.6, training uses 1).
             graph_steps_fraction: apply the graph conditioning only during this first fraction of the
                 denoising steps (via ``callback_on_step_end``), plain text conditioning after.
+            refine_graph_strength: SDEdit strength in ``[0, 1]`` for ``graph_refiner`` (see :meth:`refine_graphs`):
+                the fraction of object classes and relation slots re-sampled before encoding. 0 (default) = the
+                graphs are used as given/parsed; > 0 needs a ``graph_refiner``. Without a prompt, the prompt is
+                derived from the refined graph (its ``text``, kept from the input, or its description).
+            refine_graph_steps: network evaluations of the refinement (default 5).
+            graph_generator: CPU :class:`torch.Generator` of the refinement, separate from ``generator`` so that
+                refining never shifts the image noise (global RNG if None).
             prompt_embeds: precomputed embeddings ``[G, L, D]``; the graph conditioning is added to them.
             negative_prompt, num_images_per_prompt, guidance_scale, negative_prompt_embeds,
             cross_attention_kwargs, clip_skip, callback_on_step_end, callback_on_step_end_tensor_inputs,
@@ -199,13 +240,11 @@ class SceneGraphPipeline(StableDiffusionPipeline):
             raise TypeError("SceneGraphPipeline: pass the arguments after `scene_graph` by keyword")
         if not 0.0 <= graph_steps_fraction <= 1.0:
             raise ValueError(f"graph_steps_fraction must be in [0, 1], got {graph_steps_fraction}")
-        # 1. Graphs and prompts.
-        if prompt_embeds is not None:
-            if scene_graph is None:
-                raise ValueError("SceneGraphPipeline: with prompt_embeds, pass scene_graph (no prompt to parse)")
-            prompts, graphs = self._graphs(prompt, scene_graph)
-        else:
-            prompts, graphs = self._graphs(prompt, scene_graph)
+        refine = {"strength": refine_graph_strength, "num_steps": refine_graph_steps, "generator": graph_generator}
+        # 1. Graphs (refined when asked) and prompts.
+        if prompt_embeds is not None and scene_graph is None:
+            raise ValueError("SceneGraphPipeline: with prompt_embeds, pass scene_graph (no prompt to parse)")
+        prompts, graphs = self._graphs(prompt, scene_graph, refine)
         device = self._execution_device
         self._guidance_scale = guidance_scale  # what the parent's `do_classifier_free_guidance` reads
         do_cfg = self.do_classifier_free_guidance
