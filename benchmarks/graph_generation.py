@@ -78,7 +78,7 @@ def noise_floor(train, test, draws: int = 10, seed: int = 0) -> dict[str, tuple[
 
 def load_or_train(family: str, dataset: str, train, args):
     """Returns (model, train_seconds)."""
-    model_dir = Path(args.model_dir) if args.model_dir else REPO / "runs" / f"{dataset}_{family}" / "final"
+    model_dir = Path(args.model_dir) if args.model_dir else REPO / "runs" / f"{dataset}_{family}{args.tag}" / "final"
     info_path = model_dir.parent / "train_info.json"
     if family == "edge":
         from scenegraph_diff.diffusion.edge_diffusion import EdgeDiffusionConfig, EdgeDiffusionGenerator, train_edge_diffusion
@@ -86,8 +86,10 @@ def load_or_train(family: str, dataset: str, train, args):
         if (model_dir / "generator.json").is_file():
             secs = json.loads(info_path.read_text())["train_seconds"] if info_path.is_file() else float("nan")
             return EdgeDiffusionGenerator.from_pretrained(model_dir), secs
-        gen, info = train_edge_diffusion(train, EdgeDiffusionConfig(max_steps=args.train_steps, batch_size=args.batch_size,
-                                                                    num_threads=args.threads))
+        gen, info = train_edge_diffusion(train, EdgeDiffusionConfig(
+            max_steps=args.train_steps, batch_size=args.batch_size, num_threads=args.threads, channels=args.channels,
+            num_layers=args.layers, self_condition=args.self_condition or args.structure_features,
+            structure_features=args.structure_features, output_dir=str(model_dir.parent / "ckpt"), progress=False))
     elif family == "gdss":
         from scenegraph_diff.diffusion.gdss import GDSSConfig, GDSSGenerator, train_gdss
 
@@ -107,6 +109,7 @@ def load_or_train(family: str, dataset: str, train, args):
     else:
         raise SystemExit(f"unknown family {family!r}")
     model_dir.parent.mkdir(parents=True, exist_ok=True)
+    info["load_avg_after_training"] = os.getloadavg()
     gen.save_pretrained(model_dir)
     info_path.write_text(json.dumps(info, indent=1))
     return gen, info["train_seconds"]
@@ -121,6 +124,11 @@ def main(argv=None) -> int:
                                                      "trained when absent)")
     p.add_argument("--train-steps", type=int, default=2500)
     p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--channels", type=int, default=32, help="edge family: PPGN channels (training only)")
+    p.add_argument("--layers", type=int, default=4, help="edge family: PPGN layers (training only)")
+    p.add_argument("--self-condition", action="store_true", help="edge family: self-conditioning (training only)")
+    p.add_argument("--structure-features", action="store_true",
+                   help="edge family: structural features of the self-conditioning estimate (implies --self-condition)")
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--data-root", default=None)

@@ -47,12 +47,21 @@ class EdgeDiffusionConfig:
     output_dir: str | None = None
     progress: bool = True
     self_condition: bool = False
+    structure_features: bool = False  # DiGress-style features of the self-conditioning x̂₀ (needs self_condition)
 
 
 class EdgeDiffusionGenerator:
     """Denoiser + SDE + node-count distribution. ``generate`` returns ``{"num_nodes", "edges"}`` dicts."""
 
-    def __init__(self, model: EdgeDenoiser, sde: VPSDE, node_counts: Sequence[int]) -> None:
+    def __init__(self, model: EdgeDenoiser, sde: VPSDE, node_counts: Sequence[int], structure_features: bool = False
+                 ) -> None:
+        from .structure import EDGE_STRUCT_DIM, NODE_STRUCT_DIM
+
+        if structure_features and (model.config.edge_cond_dim, model.config.node_cond_dim) != (1 + EDGE_STRUCT_DIM,
+                                                                                               NODE_STRUCT_DIM):
+            raise ValueError(f"structure_features needs edge_cond_dim={1 + EDGE_STRUCT_DIM}, node_cond_dim="
+                             f"{NODE_STRUCT_DIM}; the model has {model.config.edge_cond_dim}, {model.config.node_cond_dim}")
+        self.structure_features = structure_features
         self.model = model.eval()
         self.sde = sde
         self.node_counts = [int(n) for n in node_counts]
@@ -60,7 +69,7 @@ class EdgeDiffusionGenerator:
 
     @property
     def self_condition(self) -> bool:
-        return self.model.config.edge_cond_dim == 1
+        return self.structure_features or self.model.config.edge_cond_dim == 1
 
     @torch.no_grad()
     def x0_fn(self, node_mask: Tensor):
@@ -70,9 +79,12 @@ class EdgeDiffusionGenerator:
             return lambda A_t, t: self.model.x0_prediction(A_t, t, node_mask)
         prev: list[Tensor] = []
 
+        from .losses import self_condition_inputs
+
         def fn(A_t: Tensor, t: Tensor) -> Tensor:
             sc = prev[-1] if prev else torch.zeros_like(A_t)
-            x0 = self.model.x0_prediction(A_t, t, node_mask, edge_cond=sc[..., None])
+            x0 = self.model.x0_prediction(A_t, t, node_mask,
+                                          **self_condition_inputs(sc, node_mask, self.structure_features, use=bool(prev)))
             prev[:] = [x0]
             return x0
 
@@ -114,7 +126,8 @@ class EdgeDiffusionGenerator:
         """``model/`` (diffusers ``save_pretrained``, safetensors) + ``generator.json`` (SDE, node counts)."""
         path = Path(path)
         self.model.save_pretrained(path / "model")
-        meta = {"family": "edge", "sde": {"beta_min": self.sde.beta_min, "beta_max": self.sde.beta_max}, "node_counts": self.node_counts}
+        meta = {"family": "edge", "sde": {"beta_min": self.sde.beta_min, "beta_max": self.sde.beta_max}, "node_counts": self.node_counts,
+                "structure_features": self.structure_features}
         (path / "generator.json").write_text(json.dumps(meta))
 
     @classmethod
@@ -124,15 +137,15 @@ class EdgeDiffusionGenerator:
             raise FileNotFoundError(f"no generator.json in {path}")
         meta = json.loads((path / "generator.json").read_text())
         model = EdgeDenoiser.from_pretrained(path / "model")
-        return cls(model, VPSDE(**meta["sde"]), meta["node_counts"])
+        return cls(model, VPSDE(**meta["sde"]), meta["node_counts"], meta.get("structure_features", False))
 
 
-def edge_step(sde: VPSDE, self_condition: bool = False):
+def edge_step(sde: VPSDE, self_condition: bool = False, structure: bool = False):
     """The training step for :class:`~scenegraph_diff.training.Trainer`: batch = ``(A0, node_mask)``."""
 
     def step(model, batch, generator):
         A0, mask = batch
-        loss = edge_x0_loss(model, sde, A0, mask, generator, self_condition=self_condition)
+        loss = edge_x0_loss(model, sde, A0, mask, generator, self_condition=self_condition, structure=structure)
         return {"loss": loss}
 
     return step
@@ -145,8 +158,14 @@ def train_edge_diffusion(train_graphs: Sequence[dict], config: EdgeDiffusionConf
 
     A, mask = graphs_to_adjacency(train_graphs)
     sde = VPSDE(config.beta_min, config.beta_max)
+    from .structure import EDGE_STRUCT_DIM, NODE_STRUCT_DIM
+
+    if config.structure_features and not config.self_condition:
+        raise ValueError("structure_features=True needs self_condition=True")
+    st = config.structure_features
     model = EdgeDenoiser(channels=config.channels, num_layers=config.num_layers,
-                         edge_cond_dim=1 if config.self_condition else 0)
+                         edge_cond_dim=(1 + EDGE_STRUCT_DIM) if st else (1 if config.self_condition else 0),
+                         node_cond_dim=NODE_STRUCT_DIM if st else 0)
 
     def batches(step: int, generator: torch.Generator):
         idx = torch.randint(0, A.shape[0], (config.batch_size,), generator=generator)
@@ -157,12 +176,12 @@ def train_edge_diffusion(train_graphs: Sequence[dict], config: EdgeDiffusionConf
                      min_lr_ratio=0.05, grad_clip=config.grad_clip, ema_decay=config.ema_decay, seed=config.seed,
                      num_threads=config.num_threads, output_dir=config.output_dir, progress=config.progress,
                      log_every=250, checkpoint_every=1000 if config.output_dir else None)
-    trainer = Trainer(model, edge_step(sde, config.self_condition), tc)
+    trainer = Trainer(model, edge_step(sde, config.self_condition, st), tc)
     t0, c0 = time.perf_counter(), time.process_time()
     hist = trainer.fit(batches, resume=config.output_dir is not None)
     secs, cpu = time.perf_counter() - t0, time.process_time() - c0
     ema = trainer.ema_model if trainer.ema_model is not None else trainer.model
-    gen = EdgeDiffusionGenerator(ema, sde, [int(g["num_nodes"]) for g in train_graphs])
+    gen = EdgeDiffusionGenerator(ema, sde, [int(g["num_nodes"]) for g in train_graphs], st)
     tail = [h["loss"] for h in hist[-100:]]
     return gen, {"train_seconds": secs, "train_cpu_seconds": cpu, "steps": trainer.step, "final_loss": sum(tail) / max(len(tail), 1),
                  "config": asdict(config), "num_parameters": sum(p.numel() for p in model.parameters())}

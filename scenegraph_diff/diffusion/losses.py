@@ -8,7 +8,7 @@ from torch import Tensor
 
 from .sde import SDE, mask_adjacency, mask_nodes, node_noise, symmetric_noise
 
-__all__ = ["edge_x0_loss", "dsm_loss", "sample_time"]
+__all__ = ["edge_x0_loss", "dsm_loss", "sample_time", "self_condition_inputs"]
 
 
 def sample_time(batch: int, generator: torch.Generator | None = None, eps: float = 1e-3) -> Tensor:
@@ -17,26 +17,48 @@ def sample_time(batch: int, generator: torch.Generator | None = None, eps: float
 
 
 def edge_x0_loss(model, sde: SDE, A0: Tensor, node_mask: Tensor, generator: torch.Generator | None = None,
-                 eps: float = 1e-3, self_condition: bool = False, **cond: Tensor) -> Tensor:
+                 eps: float = 1e-3, self_condition: bool = False, structure: bool = False, **cond: Tensor) -> Tensor:
     """Binary cross-entropy of the predicted clean edges, averaged over real node pairs ``i < j``.
 
     ``A0 [B, N, N]`` in ``{0, 1}``; the diffusion runs on ``2A₀ − 1`` with symmetric noise.
     ``self_condition``: self-conditioning (Chen et al., "Analog Bits", 2023): for half of the graphs the
     network first predicts x̂₀ without gradient and gets it as an extra edge channel (``edge_cond``).
+    ``structure`` (needs ``self_condition``): also feed :func:`~.structure.structure_features` of that x̂₀
+    (``edge_cond [B, N, N, 1 + 3]``, ``node_cond [B, N, 3]``; zero where x̂₀ is not used).
     """
     B, N, _ = A0.shape
     t = sample_time(B, generator, eps)
     a0 = mask_adjacency(2 * A0 - 1, node_mask)
     a_t = mask_adjacency(sde.perturb(a0, t, symmetric_noise(node_mask, generator)), node_mask)
+    if structure and not self_condition:
+        raise ValueError("structure=True needs self_condition=True (the features are computed from x̂₀)")
     if self_condition:
-        prev = torch.zeros_like(a_t)
         with torch.no_grad():
-            est = mask_adjacency(torch.tanh(0.5 * model(a_t, t, node_mask, edge_cond=prev[..., None])), node_mask)
-        use = (torch.rand(B, generator=generator) < 0.5).to(a_t.dtype)[:, None, None]
-        cond = {**cond, "edge_cond": (use * est)[..., None]}
+            est = mask_adjacency(torch.tanh(0.5 * model(a_t, t, node_mask, **self_condition_inputs(
+                torch.zeros_like(a_t), node_mask, structure, use=False))), node_mask)
+        use = (torch.rand(B, generator=generator) < 0.5).to(a_t.dtype)
+        cond = {**cond, **self_condition_inputs(est, node_mask, structure, use=use)}
     logits = model(a_t, t, node_mask, **cond)
     valid = torch.triu(mask_adjacency(torch.ones_like(A0), node_mask), diagonal=1) > 0
     return F.binary_cross_entropy_with_logits(logits[valid], A0[valid])
+
+
+def self_condition_inputs(est: Tensor, node_mask: Tensor, structure: bool, use: Tensor | bool = True
+                          ) -> dict[str, Tensor]:
+    """Model inputs from an estimate ``est [B, N, N]`` (in ``[-1, 1]``): ``edge_cond [B, N, N, 1(+3)]`` and, with
+    ``structure``, ``node_cond [B, N, 3]``. ``use``: ``[B]`` 0/1 weights (or a bool) zeroing graphs without it."""
+    B, N, _ = est.shape
+    w = use if isinstance(use, Tensor) else torch.full((B,), float(use), dtype=est.dtype, device=est.device)
+    if not structure:
+        return {"edge_cond": (w[:, None, None] * est)[..., None]}
+    from .structure import EDGE_STRUCT_DIM, NODE_STRUCT_DIM, structure_features
+
+    if w.any():
+        ef, nf = structure_features(est, node_mask)
+    else:
+        ef, nf = est.new_zeros(B, N, N, EDGE_STRUCT_DIM), est.new_zeros(B, N, NODE_STRUCT_DIM)
+    return {"edge_cond": w[:, None, None, None] * torch.cat([est[..., None], ef], -1),
+            "node_cond": w[:, None, None] * nf}
 
 
 def dsm_loss(model, sde_x: SDE, sde_a: SDE, X0: Tensor, A0: Tensor, node_mask: Tensor,
