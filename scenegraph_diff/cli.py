@@ -373,6 +373,10 @@ def _add_train_graph_diffusion(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=int, default=2500, help="optimizer steps (default 2500)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--channels", type=int, default=None, help="edge family: PPGN channels (default 32)")
+    p.add_argument("--layers", type=int, default=None, help="edge family: PPGN layers (default 4)")
+    p.add_argument("--structure-features", action="store_true",
+                   help="edge family: self-conditioning + structural features (components, heat kernels) of x̂₀")
     p.add_argument("--data-root", default=None, help="folder holding graphs/<dataset>.jsonl (default ../shared/datasets)")
     _add_threads(p)
 
@@ -388,8 +392,19 @@ def _run_train_graph_diffusion(args: argparse.Namespace) -> int:
         raise CLIError(f"--family must be one of {', '.join(FAMILIES)}, got {args.family!r}")
     if args.steps < 1 or args.batch_size < 1:
         raise CLIError(f"--steps and --batch-size must be >= 1, got {args.steps}, {args.batch_size}")
+    options: dict = {}
+    if args.channels is not None:
+        options["channels"] = args.channels
+    if args.layers is not None:
+        options["num_layers"] = args.layers
+    if args.structure_features:
+        options.update(self_condition=True, structure_features=True)
+    if options and args.family != "edge":
+        raise CLIError(f"--channels, --layers and --structure-features are options of --family edge, not {args.family}")
+    if any(options.get(k, 1) < 1 for k in ("channels", "num_layers")):
+        raise CLIError(f"--channels and --layers must be >= 1, got {args.channels}, {args.layers}")
     train, _ = load_graph_dataset(args.dataset, args.data_root)
-    gen, info = train_generator(args.family, train, args.steps, args.batch_size, args.threads, args.seed)
+    gen, info = train_generator(args.family, train, args.steps, args.batch_size, args.threads, args.seed, **options)
     gen.save_pretrained(args.out)
     (Path(args.out) / "train_info.json").write_text(json.dumps(info, indent=1))
     print(json.dumps({"out": args.out, "family": args.family, "dataset": args.dataset,

@@ -15,9 +15,15 @@ SAMPLER_KINDS = ("ddim", "ddpm", "s4", "pc", "pard")
 
 
 def train_generator(family: str, train_graphs: Sequence[dict], max_steps: int, batch_size: int = 32,
-                    num_threads: int = 1, seed: int = 0, progress: bool = True) -> tuple[Any, dict[str, Any]]:
-    """Train a generator of ``family`` (``edge``, ``gdss`` or ``pard``) on edge-list graphs."""
-    kw = dict(max_steps=max_steps, batch_size=batch_size, num_threads=num_threads, seed=seed, progress=progress)
+                    num_threads: int = 1, seed: int = 0, progress: bool = True, **options: Any
+                    ) -> tuple[Any, dict[str, Any]]:
+    """Train a generator of ``family`` (``edge``, ``gdss`` or ``pard``) on edge-list graphs.
+
+    ``options``: further fields of the family's config (e.g. ``channels``, ``num_layers``, ``self_condition``,
+    ``structure_features`` of :class:`~.edge_diffusion.EdgeDiffusionConfig`); an unknown name raises ``TypeError``.
+    """
+    kw = dict(max_steps=max_steps, batch_size=batch_size, num_threads=num_threads, seed=seed, progress=progress,
+              **options)
     if family == "edge":
         from .edge_diffusion import EdgeDiffusionConfig, train_edge_diffusion
 

@@ -25,3 +25,22 @@ def test_sample_graphs_bad_input_one_line_error(tmp_path, capsys):
     assert len(err) == 1 and "generator.json" in err[0]
     assert main(["train-graph-diffusion", "--dataset", "nope", "--out", str(tmp_path / "m")]) == 2
     assert "--dataset must be one of" in capsys.readouterr().err
+
+
+def test_train_graph_diffusion_with_structure_features(tmp_path, capsys):
+    root = tmp_path / "data"
+    (root / "graphs").mkdir(parents=True)
+    graphs = [{"num_nodes": 4, "edges": [[0, 1], [1, 2], [2, 3]], "split": "train"},
+              {"num_nodes": 3, "edges": [[0, 1], [1, 2], [0, 2]], "split": "train"},
+              {"num_nodes": 3, "edges": [[0, 1]], "split": "test"}]
+    (root / "graphs" / "ego_small.jsonl").write_text("".join(json.dumps(g) + "\n" for g in graphs))
+    out = tmp_path / "m"
+    rc = main(["train-graph-diffusion", "--dataset", "ego_small", "--data-root", str(root), "--out", str(out),
+               "--steps", "2", "--batch-size", "2", "--channels", "8", "--layers", "1", "--structure-features"])
+    assert rc == 0
+    gen = EdgeDiffusionGenerator.from_pretrained(out)
+    assert gen.structure_features and gen.model.config.channels == 8 and gen.model.config.num_layers == 1
+    capsys.readouterr()
+    assert main(["train-graph-diffusion", "--dataset", "ego_small", "--data-root", str(root), "--out", str(out),
+                 "--family", "gdss", "--structure-features"]) == 2
+    assert "options of --family edge, not gdss" in capsys.readouterr().err
