@@ -18,6 +18,7 @@ import codecs
 import csv
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Callable, Iterator, Sequence, Union
@@ -289,6 +290,9 @@ class _CountingLines:
         return raw.decode("utf-8", errors="surrogateescape")
 
 
+_UNDECODABLE = re.compile("[\udc80-\udcff]")  # bytes that were not UTF-8 (surrogateescape)
+
+
 def _read_csv_header(path: PathLike) -> tuple[list[str], int]:
     with open(path, "rb") as f:
         lines = _CountingLines(f, 0, 1)
@@ -324,7 +328,7 @@ def iter_csv_records(path: PathLike, start: dict[str, int] | None = None) -> Ite
                 value = row
             elif len(row) != len(header):
                 value = ValueError(f"expected {len(header)} fields, got {len(row)}")
-            elif any("\udc80" <= ch <= "\udcff" for cell in row for ch in cell):
+            elif any(_UNDECODABLE.search(cell) for cell in row):
                 value = ValueError("invalid UTF-8")
             else:
                 value = dict(zip(header, row))

@@ -9,6 +9,10 @@ The caption's words (word embedding + hashed character n-grams) run through a 2-
    mean state of the words between them and their signed distance. Passives, ``of`` and ``with`` need no
    rules: the pair order and the predicate class carry them.
 
+Inference runs in numpy (:class:`NumpyTagger`): parsing needs no torch, so a parser loads in ~0.1 s
+and forked worker processes start at once. The torch network (:class:`~.model.SceneGraphTagger`) is
+used for training and is tested to give the same outputs.
+
 Surface forms are normalised by tables learned from the training alignments (``two`` -> ``2``,
 ``wood`` -> ``wooden``, ``side walk`` -> ``sidewalk``). Mentions with the same name become one node
 unless a relation links them. Shapes-world captions go through the rule-based parser, which maps them
@@ -24,10 +28,9 @@ import logging
 import zlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
-import torch
-from torch import Tensor, nn
+import numpy as np
 
 from ..graph.scene_graph import Relation, SceneGraph, SceneObject
 from .align import TAGS
@@ -35,9 +38,21 @@ from .lexicon import AUX, DETERMINERS, VERB_FORMS, lemmatize_verb
 from .rules import RuleBasedParser, is_shapes_text
 from .tokenize import Token, split_sentences, tokenize
 
-__all__ = ["LearnedParser", "TaggerConfig", "SceneGraphTagger", "Vocab", "DEFAULT_WEIGHTS", "COPY", "predicate_words"]
+if TYPE_CHECKING:
+    from .model import SceneGraphTagger
+
+__all__ = ["LearnedParser", "NumpyTagger", "TaggerConfig", "SceneGraphTagger", "Vocab", "DEFAULT_WEIGHTS", "COPY",
+           "predicate_words"]
 
 log = logging.getLogger(__name__)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "SceneGraphTagger":  # the torch network lives in .model (imports torch)
+        from .model import SceneGraphTagger
+
+        return SceneGraphTagger
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 DEFAULT_WEIGHTS = Path(__file__).resolve().parent.parent / "assets" / "parser"
 MAX_SEQ = 64  # longer texts are cut into sentences / 64-token pieces
@@ -127,89 +142,195 @@ def char_ngrams(word: str, buckets: int) -> list[int]:
     return [zlib.crc32(g.encode("utf-8")) % buckets for g in grams]
 
 
-def _bucket(d: Tensor, n: int) -> Tensor:
-    """Signed distance -> bucket id in ``[0, 2n]`` (``|d| > n`` clipped)."""
-    return d.clamp(-n, n) + n
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    """In place: ``x <- 1 / (1 + exp(-x))`` via tanh (no overflow)."""
+    x *= 0.5
+    np.tanh(x, out=x)
+    x += 1.0
+    x *= 0.5
+    return x
 
 
-class SceneGraphTagger(nn.Module):
-    """BiLSTM encoder + tag, attribute-link and relation heads (see the module docstring).
+def _expected_shapes(c: TaggerConfig, num_tags: int) -> dict[str, tuple[int, ...]]:
+    """The torch state-dict layout of :class:`~.model.SceneGraphTagger` for ``c``."""
+    h, d, H = c.hidden, c.mention_dim, 2 * c.hidden
+    shapes: dict[str, tuple[int, ...]] = {
+        "word.weight": (c.num_words, c.word_dim), "chars.weight": (c.char_buckets, c.char_dim),
+        "tagger.weight": (num_tags, H), "tagger.bias": (num_tags,),
+        "mention.0.weight": (d, 2 * H), "mention.0.bias": (d,),
+        "attr_query.0.weight": (d, 2 * H), "attr_query.0.bias": (d,), "attr_bilinear.weight": (d, d),
+        "dist.weight": (2 * c.dist_buckets + 1, 16),
+        "pair.0.weight": (c.pair_hidden, 2 * d + H + 16), "pair.0.bias": (c.pair_hidden,),
+        "pair.3.weight": (c.num_predicates + 1, c.pair_hidden), "pair.3.bias": (c.num_predicates + 1,),
+    }
+    for layer in range(c.layers):
+        inp = c.word_dim + c.char_dim if layer == 0 else H
+        for sfx in ("", "_reverse"):
+            shapes[f"lstm.weight_ih_l{layer}{sfx}"] = (4 * h, inp)
+            shapes[f"lstm.weight_hh_l{layer}{sfx}"] = (4 * h, h)
+            shapes[f"lstm.bias_ih_l{layer}{sfx}"] = (4 * h,)
+            shapes[f"lstm.bias_hh_l{layer}{sfx}"] = (4 * h,)
+    return shapes
+
+
+class NumpyTagger:
+    """Inference-only :class:`~.model.SceneGraphTagger` in numpy (float32, eval mode: no dropout).
+
+    Same inputs and outputs as the torch module's ``encode`` / heads, as arrays. The LSTM runs both
+    directions in one batched matmul per time step; padded steps reset the backward state, which is
+    what ``pack_padded_sequence`` does.
 
     Args:
-        config: sizes (:class:`TaggerConfig`).
+        config: the network's sizes.
+        state: its weights under the torch state-dict names (any float dtype; kept as float32).
+
+    Raises:
+        ValueError: a weight is missing or has the wrong shape (names it).
     """
 
-    def __init__(self, config: TaggerConfig) -> None:
-        super().__init__()
+    def __init__(self, config: TaggerConfig, state: Mapping[str, np.ndarray]) -> None:
         self.config = c = config
-        self.word = nn.Embedding(c.num_words, c.word_dim, padding_idx=0)
-        self.chars = nn.EmbeddingBag(c.char_buckets, c.char_dim, mode="mean")
-        self.drop = nn.Dropout(c.dropout)
-        self.lstm = nn.LSTM(c.word_dim + c.char_dim, c.hidden, num_layers=c.layers, bidirectional=True,
-                            batch_first=True, dropout=c.dropout if c.layers > 1 else 0.0)
-        h = 2 * c.hidden
-        self.tagger = nn.Linear(h, len(TAGS))
-        self.mention = nn.Sequential(nn.Linear(2 * h, c.mention_dim), nn.ReLU())
-        self.attr_query = nn.Sequential(nn.Linear(2 * h, c.mention_dim), nn.ReLU())
-        self.attr_bilinear = nn.Linear(c.mention_dim, c.mention_dim, bias=False)
-        self.dist = nn.Embedding(2 * c.dist_buckets + 1, 16)
-        self.pair = nn.Sequential(
-            nn.Linear(2 * c.mention_dim + h + 16, c.pair_hidden), nn.ReLU(), nn.Dropout(c.dropout),
-            nn.Linear(c.pair_hidden, c.num_predicates + 1),
-        )
+        expected = _expected_shapes(c, len(TAGS))
+        for k, shape in expected.items():
+            if k not in state:
+                raise ValueError(f"NumpyTagger: weight {k!r} missing from the state dict")
+            if tuple(state[k].shape) != shape:
+                raise ValueError(f"NumpyTagger: weight {k!r} has shape {tuple(state[k].shape)}, expected {shape}")
+        self.state = {k: np.ascontiguousarray(state[k], dtype=np.float32) for k in expected}
+        s, h = self.state, c.hidden
+        perm = np.r_[0 : 2 * h, 3 * h : 4 * h, 2 * h : 3 * h]  # torch gates (i, f, g, o) -> (i, f, o, g)
+        self.lstm: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        for layer in range(c.layers):
+            names = [f"l{layer}", f"l{layer}_reverse"]
+            w_ih = np.concatenate([s[f"lstm.weight_ih_{n}"][perm].T for n in names], axis=1)  # [E, 8h]
+            bias = np.concatenate([(s[f"lstm.bias_ih_{n}"] + s[f"lstm.bias_hh_{n}"])[perm] for n in names])  # [8h]
+            w_hh = np.stack([s[f"lstm.weight_hh_{n}"][perm].T for n in names])  # [2, h, 4h]
+            self.lstm.append((np.ascontiguousarray(w_ih), bias, np.ascontiguousarray(w_hh)))
+        self._t = {k: np.ascontiguousarray(v.T) for k, v in s.items()
+                   if k.endswith(".weight") and k not in ("word.weight", "chars.weight", "dist.weight")}
+
+    @classmethod
+    def from_module(cls, model: Any) -> "NumpyTagger":
+        """Copy the weights of a torch :class:`~.model.SceneGraphTagger` (on any device)."""
+        return cls(model.config, {k: v.detach().float().cpu().numpy() for k, v in model.state_dict().items()})
 
     def __repr__(self) -> str:
         c = self.config
-        n = sum(p.numel() for p in self.parameters())
-        return f"SceneGraphTagger(words={c.num_words}, predicates={c.num_predicates}, hidden={c.hidden}, params={n})"
+        n = sum(v.size for v in self.state.values())
+        return f"NumpyTagger(words={c.num_words}, predicates={c.num_predicates}, hidden={c.hidden}, params={n})"
 
-    def encode(self, word_ids: Tensor, char_ids: Tensor, char_offsets: Tensor, lengths: Tensor) -> Tensor:
-        """Token states.
+    def _linear(self, name: str, x: np.ndarray, relu: bool = False) -> np.ndarray:
+        y = x @ self._t[f"{name}.weight"]
+        b = self.state.get(f"{name}.bias")
+        if b is not None:
+            y += b
+        return np.maximum(y, 0.0, out=y) if relu else y
 
-        Args:
-            word_ids: ``[B, T]`` (0 = padding).
-            char_ids, char_offsets: flat n-gram ids and per-token offsets for the ``sum(lengths)`` real
-                tokens, in row-major order (an ``EmbeddingBag`` input).
-            lengths: ``[B]`` tokens per caption (>= 1).
+    def embed(self, word_ids: np.ndarray, char_ids: np.ndarray, char_offsets: np.ndarray) -> np.ndarray:
+        """Input vectors ``[N, E]`` (word embedding ; mean of character n-gram embeddings) of ``N`` words:
+        ``word_ids [N]`` and flat n-gram ids ``char_ids`` with per-word start offsets ``char_offsets [N]``."""
+        c = self.config
+        x = np.empty((len(word_ids), c.word_dim + c.char_dim), dtype=np.float32)
+        x[:, : c.word_dim] = self.state["word.weight"][word_ids]
+        counts = np.diff(np.append(char_offsets, len(char_ids))).astype(np.float32)[:, None]
+        np.divide(np.add.reduceat(self.state["chars.weight"][char_ids], char_offsets, axis=0), counts,
+                  out=x[:, c.word_dim :])
+        return x
 
-        Returns:
-            ``[B, T, H]`` states (zeros at padding).
-        """
-        B, T = word_ids.shape
-        mask = word_ids > 0  # [B, T]
-        chars = self.chars(char_ids, char_offsets)  # [N, char_dim]
-        x_char = word_ids.new_zeros((B, T, chars.shape[-1]), dtype=chars.dtype)
-        x_char[mask] = chars
-        x = self.drop(torch.cat([self.word(word_ids), x_char], dim=-1))  # [B, T, E]
-        packed = nn.utils.rnn.pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
-        out, _ = self.lstm(packed)
-        h, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=T)  # [B, T, H]
-        return self.drop(h)
+    def encode(self, word_ids: np.ndarray, char_ids: np.ndarray, char_offsets: np.ndarray,
+               lengths: np.ndarray) -> np.ndarray:
+        """Token states ``[B, T, H]`` (zeros at padding) for ``word_ids [B, T]`` (0 = padding), flat n-gram
+        ids with per-token offsets over the ``sum(lengths)`` real tokens (row-major), and ``lengths [B]``
+        (>= 1). Same contract as :meth:`~.model.SceneGraphTagger.encode`."""
+        mask = np.arange(word_ids.shape[1])[None, :] < lengths[:, None]
+        return self.lstm_states(self.embed(word_ids[mask], char_ids, char_offsets), lengths)
+
+    def lstm_states(self, x: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        """BiLSTM states ``[B, T, H]`` (zeros at padding, ``T = max(lengths)``) of the token inputs
+        ``x [sum(lengths), E]`` (captions one after another)."""
+        lengths = np.asarray(lengths, dtype=np.int64)
+        B, T, hd = len(lengths), int(lengths.max()), self.config.hidden
+        # Packed as pack_padded_sequence: captions longest first, rows grouped by time step, so the
+        # captions running at step t are a prefix; the backward direction runs each caption reversed.
+        order = np.argsort(-lengths, kind="stable")
+        lens = lengths[order]
+        active = (lens[None, :] > np.arange(T)[:, None]).sum(1)  # [T]
+        offs = np.concatenate([[0], np.cumsum(active)])
+        t_of = np.repeat(np.arange(T), active)  # packed row -> (time, sorted caption)
+        b_of = np.arange(len(t_of)) - offs[t_of]
+        starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+        src = starts[order[b_of]] + t_of  # packed row -> row of x
+        rev_t = lens[b_of] - 1 - t_of
+        rev = offs[rev_t] + b_of  # packed row of the same caption's mirrored token (an involution)
+        h_in = x[src]
+        for w_ih, bias, w_hh in self.lstm:
+            xp = h_in @ w_ih  # [N, 8h]
+            xp += bias
+            steps = np.empty((2, len(xp), 4 * hd), dtype=np.float32)
+            steps[0] = xp[:, : 4 * hd]
+            steps[1] = xp[rev, 4 * hd :]
+            h = np.zeros((2, B, hd), dtype=np.float32)
+            c = np.zeros((2, B, hd), dtype=np.float32)
+            out = np.empty((2, len(xp), hd), dtype=np.float32)
+            for s in range(T):
+                n, o = int(active[s]), int(offs[s])
+                g = steps[:, o : o + n]
+                g += h[:, :n] @ w_hh  # [2, n, 4h]
+                sig = _sigmoid(g[..., : 3 * hd])
+                cand = np.tanh(g[..., 3 * hd :])
+                cs = c[:, :n]
+                cs *= sig[..., hd : 2 * hd]
+                cand *= sig[..., :hd]
+                cs += cand
+                hs = np.tanh(cs)
+                hs *= sig[..., 2 * hd :]
+                h[:, :n] = hs
+                out[:, o : o + n] = hs
+            h_in = np.concatenate([out[0], out[1, rev]], axis=-1)  # [N, H], backward back in text order
+        states = np.zeros((B, T, 2 * hd), dtype=np.float32)
+        states[order[b_of], t_of] = h_in
+        return states
+
+    def tag_logits(self, h: np.ndarray) -> np.ndarray:
+        """Tag logits ``[B, T, len(TAGS)]``."""
+        return self._linear("tagger", h)
 
     @staticmethod
-    def span_states(h: Tensor, prefix: Tensor, batch: Tensor, start: Tensor, end: Tensor) -> Tensor:
-        """``[h_last ; mean(h[start:end])]`` for spans ``(batch, start, end)``; ``prefix`` = cumsum of ``h``
-        with a leading zero row ``[B, T+1, H]``. Returns ``[S, 2H]``."""
-        mean = (prefix[batch, end] - prefix[batch, start]) / (end - start).clamp(min=1).unsqueeze(-1)
-        return torch.cat([h[batch, (end - 1).clamp(min=0)], mean], dim=-1)
+    def span_states(h: np.ndarray, prefix: np.ndarray, batch: np.ndarray, start: np.ndarray,
+                    end: np.ndarray) -> np.ndarray:
+        """``[h_last ; mean(h[start:end])]`` ``[S, 2H]``, as :meth:`~.model.SceneGraphTagger.span_states`."""
+        mean = (prefix[batch, end] - prefix[batch, start]) / np.maximum(end - start, 1)[:, None].astype(np.float32)
+        return np.concatenate([h[batch, np.maximum(end - 1, 0)], mean], axis=-1)
 
-    def pair_logits(self, h: Tensor, prefix: Tensor, batch: Tensor, s1: Tensor, e1: Tensor, s2: Tensor,
-                    e2: Tensor, m1: Tensor, m2: Tensor) -> Tensor:
-        """Relation logits ``[P, num_predicates + 1]`` for ordered mention pairs (``m1``/``m2``: ``[P, D]``
-        mention vectors, spans ``(s, e)`` in caption ``batch``)."""
-        lo = torch.minimum(e1, e2)
-        hi = torch.maximum(torch.maximum(s1, s2), lo)
-        between = (prefix[batch, hi] - prefix[batch, lo]) / (hi - lo).clamp(min=1).unsqueeze(-1)
-        dist = self.dist(_bucket(s2 - s1, self.config.dist_buckets))
-        return self.pair(torch.cat([m1, m2, between, dist], dim=-1))
+    def mention(self, spans: np.ndarray) -> np.ndarray:
+        """Mention vectors ``[S, D]`` from span states ``[S, 2H]``."""
+        return self._linear("mention.0", spans, relu=True)
 
-    def attr_scores(self, q: Tensor, m: Tensor) -> Tensor:
-        """Bilinear scores ``[A, M]`` of attribute queries ``[A, D]`` against mentions ``[A, M, D]``."""
-        return torch.einsum("ad,amd->am", self.attr_bilinear(q), m)
+    def attr_query(self, spans: np.ndarray) -> np.ndarray:
+        """Attribute queries ``[A, D]`` from span states ``[A, 2H]``."""
+        return self._linear("attr_query.0", spans, relu=True)
+
+    def attr_scores(self, q: np.ndarray, m: np.ndarray) -> np.ndarray:
+        """Bilinear scores ``[A, M]`` of queries ``[A, D]`` against mentions ``[A, M, D]``."""
+        return np.einsum("ad,amd->am", self._linear("attr_bilinear", q), m)
+
+    def pair_logits(self, h: np.ndarray, prefix: np.ndarray, batch: np.ndarray, s1: np.ndarray, e1: np.ndarray,
+                    s2: np.ndarray, e2: np.ndarray, m1: np.ndarray, m2: np.ndarray) -> np.ndarray:
+        """Relation logits ``[P, num_predicates + 1]`` for ordered mention pairs (``m1``/``m2``: ``[P, D]``)."""
+        lo = np.minimum(e1, e2)
+        hi = np.maximum(np.maximum(s1, s2), lo)
+        between = (prefix[batch, hi] - prefix[batch, lo]) / np.maximum(hi - lo, 1)[:, None].astype(np.float32)
+        n = self.config.dist_buckets
+        dist = self.state["dist.weight"][np.clip(s2 - s1, -n, n) + n]
+        x = self._linear("pair.0", np.concatenate([m1, m2, between, dist], axis=-1), relu=True)
+        return self._linear("pair.3", x)
 
 
-def _prefix(h: Tensor) -> Tensor:
-    return torch.cat([h.new_zeros(h.shape[0], 1, h.shape[2]), h.cumsum(dim=1)], dim=1)  # [B, T+1, H]
+def _prefix(h: np.ndarray) -> np.ndarray:
+    """Cumulative sums of ``h [B, T, H]`` over tokens with a leading zero row: ``[B, T+1, H]``."""
+    out = np.zeros((h.shape[0], h.shape[1] + 1, h.shape[2]), dtype=h.dtype)
+    np.cumsum(h, axis=1, out=out[:, 1:])
+    return out
 
 
 class Featurizer:
@@ -228,10 +349,13 @@ class Featurizer:
                 self._cache[w] = f
         return f
 
-    def batch(self, seqs: Sequence[Sequence[str]]) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """``(word_ids [B, T], char_ids [N*], char_offsets [N], lengths [B])``; every sequence non-empty."""
+    def arrays(self, seqs: Sequence[Sequence[str]]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """``(word_ids [B, T], char_ids [N*], char_offsets [N], lengths [B])`` as int64 arrays, ``N`` = the
+        number of tokens; every sequence non-empty."""
+        if not seqs or any(len(s) == 0 for s in seqs):
+            raise ValueError("Featurizer: every sequence must have at least one token")
         T = max(len(s) for s in seqs)
-        word_ids = torch.zeros(len(seqs), T, dtype=torch.long)
+        word_ids = np.zeros((len(seqs), T), dtype=np.int64)
         chars: list[int] = []
         offsets: list[int] = []
         for b, seq in enumerate(seqs):
@@ -241,9 +365,15 @@ class Featurizer:
                 ids.append(wid)
                 offsets.append(len(chars))
                 chars.extend(grams)
-            word_ids[b, : len(ids)] = torch.tensor(ids, dtype=torch.long)
-        lengths = torch.tensor([len(s) for s in seqs], dtype=torch.long)
-        return word_ids, torch.tensor(chars, dtype=torch.long), torch.tensor(offsets, dtype=torch.long), lengths
+            word_ids[b, : len(ids)] = ids
+        lengths = np.array([len(s) for s in seqs], dtype=np.int64)
+        return word_ids, np.array(chars, dtype=np.int64), np.array(offsets, dtype=np.int64), lengths
+
+    def batch(self, seqs: Sequence[Sequence[str]]) -> tuple[Any, Any, Any, Any]:
+        """:meth:`arrays` as torch tensors (for training)."""
+        import torch
+
+        return tuple(torch.from_numpy(a) for a in self.arrays(seqs))  # type: ignore[return-value]
 
 
 def decode_spans(tags: Sequence[int]) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
@@ -264,16 +394,41 @@ def decode_spans(tags: Sequence[int]) -> tuple[list[tuple[int, int]], list[tuple
 _SKIP_IN_PREDICATE = DETERMINERS | AUX | {",", ".", "'s"}
 
 
+_INPUT_CACHE = 50_000  # words whose network inputs are kept (~33 MB)
+
+
+class _blas_threads:
+    """Context: at most ``n`` BLAS threads (``None``: unchanged). Uses ``threadpoolctl`` when installed."""
+
+    def __init__(self, n: int | None) -> None:
+        self.n, self.ctl = n, None
+
+    def __enter__(self) -> None:
+        if self.n is not None:
+            try:
+                from threadpoolctl import threadpool_limits
+            except ImportError:  # pragma: no cover - threadpoolctl is a dependency
+                return
+            self.ctl = threadpool_limits(limits=self.n, user_api="blas")
+
+    def __exit__(self, *exc: object) -> None:
+        if self.ctl is not None:
+            self.ctl.restore_original_limits()
+            self.ctl = None
+
+
 class LearnedParser:
     """The learned backend (see the module docstring).
 
     Args:
-        model: a trained :class:`SceneGraphTagger` (put in eval mode here).
+        model: the network: a :class:`NumpyTagger`, or a torch :class:`~.model.SceneGraphTagger` (during
+            training), whose current weights are copied to numpy when they have changed since the last call.
         vocab: its :class:`Vocab`.
         relation_threshold: a pair is related when ``P(none) < relation_threshold``.
-        num_threads: torch intra-op threads while parsing (set for the call and restored afterwards, like
-            :class:`~scenegraph_diff.training.Trainer`); ``None`` leaves the process setting alone. Default 1:
-            on the shared 2-core box two threads were ~30x slower for these small batched LSTM steps.
+        num_threads: BLAS threads while parsing (set for the call with ``threadpoolctl`` and restored
+            afterwards); ``None`` leaves the process setting alone. Default 1: on the shared 2-core box more
+            threads were slower for these small batched LSTM steps, and results are reproducible for a fixed
+            count.
 
     Example:
         >>> parser = LearnedParser.from_pretrained()            # doctest: +SKIP
@@ -283,11 +438,17 @@ class LearnedParser:
 
     name = "learned"
 
-    def __init__(self, model: SceneGraphTagger, vocab: Vocab, relation_threshold: float = 0.5,
+    def __init__(self, model: "NumpyTagger | SceneGraphTagger", vocab: Vocab, relation_threshold: float = 0.5,
                  num_threads: int | None = 1) -> None:
         if num_threads is not None and num_threads < 1:
             raise ValueError(f"num_threads must be >= 1 or None, got {num_threads}")
-        self.model = model.eval()
+        if not isinstance(model, NumpyTagger) and not hasattr(model, "state_dict"):
+            raise TypeError(f"model must be a NumpyTagger or a SceneGraphTagger, got {type(model).__name__}")
+        self.model = model
+        self._net: NumpyTagger | None = model if isinstance(model, NumpyTagger) else None
+        self._net_key: tuple | None = None
+        self._inputs_of: NumpyTagger | None = None
+        self._inputs: dict[str, np.ndarray] = {}
         self.vocab = vocab
         self.relation_threshold = relation_threshold
         self.num_threads = num_threads
@@ -306,7 +467,7 @@ class LearnedParser:
         Raises:
             FileNotFoundError: a file is missing (names it).
         """
-        from safetensors.torch import load_file
+        from safetensors.numpy import load_file
 
         folder = Path(folder) if folder is not None else DEFAULT_WEIGHTS
         for f in ("config.json", "vocab.json", "model.safetensors"):
@@ -318,24 +479,32 @@ class LearnedParser:
         cfg.pop("metrics", None)
         config = TaggerConfig(**{k: v for k, v in cfg.items() if k in TaggerConfig.__dataclass_fields__})
         vocab = Vocab(**json.loads((folder / "vocab.json").read_text(encoding="utf-8")))
-        model = SceneGraphTagger(config)
-        state = {k: v.float() for k, v in load_file(str(folder / "model.safetensors")).items()}
-        model.load_state_dict(state)
+        model = NumpyTagger(config, load_file(str(folder / "model.safetensors")))
         return cls(model, vocab, threshold, num_threads)
 
     def save_pretrained(self, folder: str | Path, extra: dict[str, Any] | None = None, half: bool = True) -> None:
         """Write the three files (weights in float16 when ``half``; they load back as float32)."""
-        from safetensors.torch import save_file
+        from safetensors.numpy import save_file
 
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        state = {k: (v.half() if half and v.is_floating_point() else v).contiguous()
-                 for k, v in self.model.state_dict().items()}
-        save_file(state, str(folder / "model.safetensors"))
+        net = self.network()
+        save_file({k: np.ascontiguousarray(v.astype(np.float16 if half else np.float32)) for k, v in net.state.items()},
+                  str(folder / "model.safetensors"))
         cfg = {**asdict(self.model.config), "relation_threshold": self.relation_threshold, **(extra or {})}
         (folder / "config.json").write_text(json.dumps(cfg, indent=1) + "\n", encoding="utf-8")
         (folder / "vocab.json").write_text(json.dumps(self.vocab.to_dict(), ensure_ascii=False) + "\n",
                                            encoding="utf-8")
+
+    def network(self) -> NumpyTagger:
+        """The numpy network used for parsing (re-copied from a torch model whose weights changed)."""
+        if isinstance(self.model, NumpyTagger):
+            return self.model
+        params = list(self.model.state_dict(keep_vars=True).values())
+        key = tuple((p.data_ptr(), p._version, str(p.device)) for p in params)
+        if self._net is None or key != self._net_key:
+            self._net, self._net_key = NumpyTagger.from_module(self.model), key
+        return self._net
 
     # ------------------------------------------------------------------ parsing
     def parse(self, text: str) -> SceneGraph:
@@ -359,31 +528,43 @@ class LearnedParser:
                     pieces.append((k, chunk))
         results: list[list[tuple[int, list[Token], dict]]] = [[] for _ in texts]
         order = sorted(range(len(pieces)), key=lambda i: len(pieces[i][1]))  # similar lengths together
-        prev_threads = torch.get_num_threads()
-        if self.num_threads is not None and order:
-            torch.set_num_threads(self.num_threads)
-        try:
-            with torch.inference_mode():
+        if order:
+            net = self.network()
+            with _blas_threads(self.num_threads):
                 for i in range(0, len(order), batch_size):
                     idx = order[i : i + batch_size]
-                    decoded = self._decode([pieces[j][1] for j in idx])
+                    decoded = self._decode(net, [pieces[j][1] for j in idx])
                     for j, d in zip(idx, decoded):
                         results[pieces[j][0]].append((j, pieces[j][1], d))
-        finally:
-            if torch.get_num_threads() != prev_threads:
-                torch.set_num_threads(prev_threads)
         out = []
         for k, text in enumerate(texts):
             parts = [(toks, d) for _, toks, d in sorted(results[k], key=lambda x: x[0])]  # text order
             out.append(shapes[k] if k in shapes else self._build(text, parts))
         return out
 
-    def _decode(self, seqs: list[list[Token]]) -> list[dict]:
-        m = self.model
+    def _token_inputs(self, m: NumpyTagger, words: list[str]) -> np.ndarray:
+        """Network inputs ``[len(words), E]``, cached per word (the n-gram mean is the costly part)."""
+        if self._inputs_of is not m:
+            self._inputs_of, self._inputs = m, {}
+        cache = self._inputs
+        new = [w for w in dict.fromkeys(words) if w not in cache]
+        local = cache
+        if new:
+            feats = [self.featurizer.word(w) for w in new]
+            offsets = np.cumsum([0] + [len(g) for _, g in feats[:-1]])
+            char_ids = np.fromiter((i for _, g in feats for i in g), dtype=np.int64)
+            rows = m.embed(np.array([wid for wid, _ in feats], dtype=np.int64), char_ids, offsets)
+            if len(cache) + len(new) > _INPUT_CACHE:
+                local = {**cache, **dict(zip(new, rows))}  # this call only
+            else:
+                cache.update(zip(new, rows))
+        return np.stack([local[w] for w in words])
+
+    def _decode(self, m: NumpyTagger, seqs: list[list[Token]]) -> list[dict]:
         words = [[t.lower for t in s] for s in seqs]
-        word_ids, char_ids, offsets, lengths = self.featurizer.batch(words)
-        h = m.encode(word_ids, char_ids, offsets, lengths)  # [B, T, H]
-        tags = m.tagger(h).argmax(-1).tolist()  # [B][T]
+        x = self._token_inputs(m, [w for s in words for w in s])  # [N, E]
+        h = m.lstm_states(x, np.array([len(s) for s in words], dtype=np.int64))  # [B, T, H]
+        tags = m.tag_logits(h).argmax(-1).tolist()  # [B][T]
         prefix = _prefix(h)
         out: list[dict] = []
         ment_b, ment_s, ment_e = [], [], []
@@ -398,7 +579,7 @@ class LearnedParser:
                 for s, e in atts:
                     att_b.append(b), att_s.append(s), att_e.append(e)
         if ment_b:
-            mb, ms, me = (torch.tensor(x) for x in (ment_b, ment_s, ment_e))
+            mb, ms, me = (np.array(x, dtype=np.int64) for x in (ment_b, ment_s, ment_e))
             mvec = m.mention(m.span_states(h, prefix, mb, ms, me))  # [S, D]
         # Attribute links: each attribute against the mentions of its caption.
         first = {}
@@ -406,14 +587,14 @@ class LearnedParser:
             first.setdefault(b, i)
         links: list[int] = []
         if att_b:
-            ab, as_, ae = (torch.tensor(x) for x in (att_b, att_s, att_e))
+            ab, as_, ae = (np.array(x, dtype=np.int64) for x in (att_b, att_s, att_e))
             q = m.attr_query(m.span_states(h, prefix, ab, as_, ae))  # [A, D]
             counts = [len(per[b][0]) for b in att_b]
             M = max(counts)
-            idx = torch.tensor([[first[b] + min(j, c - 1) for j in range(M)] for b, c in zip(att_b, counts)])
+            idx = np.array([[first[b] + min(j, c - 1) for j in range(M)] for b, c in zip(att_b, counts)], dtype=np.int64)
             scores = m.attr_scores(q, mvec[idx])  # [A, M]
-            valid = torch.arange(M).unsqueeze(0) < torch.tensor(counts).unsqueeze(1)
-            links = scores.masked_fill(~valid, float("-inf")).argmax(-1).tolist()
+            valid = np.arange(M)[None, :] < np.array(counts)[:, None]
+            links = np.where(valid, scores, -np.inf).argmax(-1).tolist()
         # Relations: all ordered pairs of mentions within each caption.
         pb, p1, p2 = [], [], []
         for b, (objs, _) in enumerate(per):
@@ -424,15 +605,19 @@ class LearnedParser:
                         pb.append(b), p1.append(base + i), p2.append(base + j)
         rel_pred: list[tuple[int, int, int, int]] = []
         if pb:
-            pbt, p1t, p2t = torch.tensor(pb), torch.tensor(p1), torch.tensor(p2)
+            pbt, p1t, p2t = (np.array(x, dtype=np.int64) for x in (pb, p1, p2))
             logits = m.pair_logits(h, prefix, pbt, ms[p1t], me[p1t], ms[p2t], me[p2t], mvec[p1t], mvec[p2t])
-            prob = logits.softmax(-1)
+            logits -= logits.max(-1, keepdims=True)
+            prob = np.exp(logits)
+            prob /= prob.sum(-1, keepdims=True)
             best = prob[:, 1:].argmax(-1) + 1
             keep = (prob[:, 0] < self.relation_threshold).tolist()
             copy = self.vocab.predicates.index(COPY) if COPY in self.vocab.predicates else -1
             alt = best.tolist()
             if copy >= 0:
-                alt = prob[:, 1:].masked_fill(torch.arange(1, prob.shape[1]) == copy, -1.0).argmax(-1).add(1).tolist()
+                masked = prob[:, 1:].copy()
+                masked[:, copy - 1] = -1.0
+                alt = (masked.argmax(-1) + 1).tolist()
             for k, (b, i, j, c) in enumerate(zip(pb, p1, p2, best.tolist())):
                 if keep[k]:
                     rel_pred.append((b, i - first[b], j - first[b], c, alt[k]))

@@ -27,7 +27,8 @@ from torch import Tensor, nn
 
 from .align import Alignment, align
 from .factual import graph_to_string, read_factual_csv
-from .learned import COPY, DEFAULT_WEIGHTS, MAX_SEQ, Featurizer, predicate_words, LearnedParser, SceneGraphTagger, TaggerConfig, Vocab, _prefix
+from .learned import COPY, DEFAULT_WEIGHTS, MAX_SEQ, Featurizer, LearnedParser, TaggerConfig, Vocab, predicate_words
+from .model import SceneGraphTagger, _prefix
 from .metrics import score_graph_strings
 
 __all__ = ["ParserTrainConfig", "train_parser", "build_vocab", "main"]

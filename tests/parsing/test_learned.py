@@ -106,10 +106,13 @@ def test_save_load_round_trip(tmp_path):
     assert a.parse_batch(texts) == b.parse_batch(texts) and b.relation_threshold == 0.9
     # Batching and order do not change results.
     assert b.parse_batch(texts, batch_size=3) == [b.parse(t) for t in texts]
-    # The thread setting is used for the call and restored.
-    torch.set_num_threads(1)
+    # The BLAS thread setting is used for the call and restored; results do not depend on it here.
+    from threadpoolctl import threadpool_info
+
+    before = [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
     b.num_threads = 2
-    assert b.parse_batch(texts) == a.parse_batch(texts) and torch.get_num_threads() == 1
+    assert b.parse_batch(texts) == a.parse_batch(texts)
+    assert [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"] == before
     with pytest.raises(ValueError, match="num_threads must be >= 1 or None, got 0"):
         LearnedParser(model, vocab, num_threads=0)
     with pytest.raises(FileNotFoundError, match="config.json not found"):

@@ -1,0 +1,102 @@
+"""The learned parser's network (torch): a BiLSTM encoder with tag, attribute-link and relation heads.
+
+Training (:mod:`.train`) uses this module; inference runs the same weights without torch through
+:class:`~.learned.NumpyTagger` (tested to match this module's outputs).
+
+Shapes: ``B`` captions, ``T`` tokens, ``H`` = 2 x LSTM hidden size.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from .align import TAGS
+from .learned import TaggerConfig
+
+__all__ = ["SceneGraphTagger"]
+
+
+def _bucket(d: Tensor, n: int) -> Tensor:
+    """Signed distance -> bucket id in ``[0, 2n]`` (``|d| > n`` clipped)."""
+    return d.clamp(-n, n) + n
+
+
+class SceneGraphTagger(nn.Module):
+    """BiLSTM encoder + tag, attribute-link and relation heads (see the module docstring).
+
+    Args:
+        config: sizes (:class:`TaggerConfig`).
+    """
+
+    def __init__(self, config: TaggerConfig) -> None:
+        super().__init__()
+        self.config = c = config
+        self.word = nn.Embedding(c.num_words, c.word_dim, padding_idx=0)
+        self.chars = nn.EmbeddingBag(c.char_buckets, c.char_dim, mode="mean")
+        self.drop = nn.Dropout(c.dropout)
+        self.lstm = nn.LSTM(c.word_dim + c.char_dim, c.hidden, num_layers=c.layers, bidirectional=True,
+                            batch_first=True, dropout=c.dropout if c.layers > 1 else 0.0)
+        h = 2 * c.hidden
+        self.tagger = nn.Linear(h, len(TAGS))
+        self.mention = nn.Sequential(nn.Linear(2 * h, c.mention_dim), nn.ReLU())
+        self.attr_query = nn.Sequential(nn.Linear(2 * h, c.mention_dim), nn.ReLU())
+        self.attr_bilinear = nn.Linear(c.mention_dim, c.mention_dim, bias=False)
+        self.dist = nn.Embedding(2 * c.dist_buckets + 1, 16)
+        self.pair = nn.Sequential(
+            nn.Linear(2 * c.mention_dim + h + 16, c.pair_hidden), nn.ReLU(), nn.Dropout(c.dropout),
+            nn.Linear(c.pair_hidden, c.num_predicates + 1),
+        )
+
+    def __repr__(self) -> str:
+        c = self.config
+        n = sum(p.numel() for p in self.parameters())
+        return f"SceneGraphTagger(words={c.num_words}, predicates={c.num_predicates}, hidden={c.hidden}, params={n})"
+
+    def encode(self, word_ids: Tensor, char_ids: Tensor, char_offsets: Tensor, lengths: Tensor) -> Tensor:
+        """Token states.
+
+        Args:
+            word_ids: ``[B, T]`` (0 = padding).
+            char_ids, char_offsets: flat n-gram ids and per-token offsets for the ``sum(lengths)`` real
+                tokens, in row-major order (an ``EmbeddingBag`` input).
+            lengths: ``[B]`` tokens per caption (>= 1).
+
+        Returns:
+            ``[B, T, H]`` states (zeros at padding).
+        """
+        B, T = word_ids.shape
+        mask = word_ids > 0  # [B, T]
+        chars = self.chars(char_ids, char_offsets)  # [N, char_dim]
+        x_char = word_ids.new_zeros((B, T, chars.shape[-1]), dtype=chars.dtype)
+        x_char[mask] = chars
+        x = self.drop(torch.cat([self.word(word_ids), x_char], dim=-1))  # [B, T, E]
+        packed = nn.utils.rnn.pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        out, _ = self.lstm(packed)
+        h, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=T)  # [B, T, H]
+        return self.drop(h)
+
+    @staticmethod
+    def span_states(h: Tensor, prefix: Tensor, batch: Tensor, start: Tensor, end: Tensor) -> Tensor:
+        """``[h_last ; mean(h[start:end])]`` for spans ``(batch, start, end)``; ``prefix`` = cumsum of ``h``
+        with a leading zero row ``[B, T+1, H]``. Returns ``[S, 2H]``."""
+        mean = (prefix[batch, end] - prefix[batch, start]) / (end - start).clamp(min=1).unsqueeze(-1)
+        return torch.cat([h[batch, (end - 1).clamp(min=0)], mean], dim=-1)
+
+    def pair_logits(self, h: Tensor, prefix: Tensor, batch: Tensor, s1: Tensor, e1: Tensor, s2: Tensor,
+                    e2: Tensor, m1: Tensor, m2: Tensor) -> Tensor:
+        """Relation logits ``[P, num_predicates + 1]`` for ordered mention pairs (``m1``/``m2``: ``[P, D]``
+        mention vectors, spans ``(s, e)`` in caption ``batch``)."""
+        lo = torch.minimum(e1, e2)
+        hi = torch.maximum(torch.maximum(s1, s2), lo)
+        between = (prefix[batch, hi] - prefix[batch, lo]) / (hi - lo).clamp(min=1).unsqueeze(-1)
+        dist = self.dist(_bucket(s2 - s1, self.config.dist_buckets))
+        return self.pair(torch.cat([m1, m2, between, dist], dim=-1))
+
+    def attr_scores(self, q: Tensor, m: Tensor) -> Tensor:
+        """Bilinear scores ``[A, M]`` of attribute queries ``[A, D]`` against mentions ``[A, M, D]``."""
+        return torch.einsum("ad,amd->am", self.attr_bilinear(q), m)
+
+
+def _prefix(h: Tensor) -> Tensor:
+    return torch.cat([h.new_zeros(h.shape[0], 1, h.shape[2]), h.cumsum(dim=1)], dim=1)  # [B, T+1, H]
