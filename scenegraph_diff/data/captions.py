@@ -43,8 +43,8 @@ class CaptionsConfig:
         backend: parser backend passed to the default ``parse_fn``.
         split: split name of the output.
         vocab_min_count: keep labels seen at least this often in ``vocab.json``.
-        threads: torch threads per parsing process (a learned parser); the output does not depend
-            on ``workers`` because every process uses this count.
+        threads: BLAS / torch threads per parsing process (the learned parser); the output does not
+            depend on ``workers`` because every process uses this count.
         overwrite, progress: see :class:`~.shards.ShardWriter` / tqdm.
     """
 
@@ -89,7 +89,12 @@ def _parse(spec: str, backend: str, threads: int, texts: list[str]) -> list[Any]
     kwargs: dict[str, Any] = {"progress": False}
     if spec == DEFAULT_PARSE_FN:
         kwargs["backend"] = backend
-    torch = sys.modules.get("torch")  # a learned parser imports torch; fix its threads (same results for any --workers)
+        from ..parsing import _default_parser
+
+        parser = _default_parser(backend)
+        if hasattr(parser, "num_threads"):
+            parser.num_threads = threads  # BLAS threads of the numpy learned parser
+    torch = sys.modules.get("torch")  # a custom parse_fn may use torch: fix its threads (same results for any --workers)
     prev = torch.get_num_threads() if torch is not None else None
     if torch is not None:
         torch.set_num_threads(threads)
@@ -156,8 +161,7 @@ def prepare_captions(config: CaptionsConfig, command: Sequence[str] = ()) -> Job
                                     split=config.split, threads=config.threads)
         if config.workers > 1:
             # Load the parser (imports, weights) once here: forked workers inherit it instead of each
-            # paying the start-up. The warm-up runs with `threads` torch threads (1 by default), so no
-            # thread pool exists yet when the workers fork.
+            # paying the start-up. The warm-up runs with `threads` threads (1 by default).
             _parse(config.parse_fn, config.backend, config.threads, ["a warm-up text"])
         run_job(writer, records, convert, chunk_size=config.chunk_size, batch_size=config.batch_size,
                 workers=config.workers, keep=keep, progress=config.progress, desc="captions")

@@ -542,18 +542,21 @@ class LearnedParser:
             out.append(shapes[k] if k in shapes else self._build(text, parts))
         return out
 
+    def _embed_words(self, m: NumpyTagger, words: list[str]) -> np.ndarray:
+        feats = [self.featurizer.word(w) for w in words]
+        offsets = np.cumsum([0] + [len(g) for _, g in feats[:-1]])
+        char_ids = np.fromiter((i for _, g in feats for i in g), dtype=np.int64)
+        return m.embed(np.array([wid for wid, _ in feats], dtype=np.int64), char_ids, offsets)
+
     def _token_inputs(self, m: NumpyTagger, words: list[str]) -> np.ndarray:
         """Network inputs ``[len(words), E]``, cached per word (the n-gram mean is the costly part)."""
-        if self._inputs_of is not m:
+        if self._inputs_of is not m:  # new weights
             self._inputs_of, self._inputs = m, {}
         cache = self._inputs
         new = [w for w in dict.fromkeys(words) if w not in cache]
         local = cache
         if new:
-            feats = [self.featurizer.word(w) for w in new]
-            offsets = np.cumsum([0] + [len(g) for _, g in feats[:-1]])
-            char_ids = np.fromiter((i for _, g in feats for i in g), dtype=np.int64)
-            rows = m.embed(np.array([wid for wid, _ in feats], dtype=np.int64), char_ids, offsets)
+            rows = self._embed_words(m, new)
             if len(cache) + len(new) > _INPUT_CACHE:
                 local = {**cache, **dict(zip(new, rows))}  # this call only
             else:
