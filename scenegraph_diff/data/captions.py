@@ -35,7 +35,7 @@ class CaptionsConfig:
         output_dir: output folder.
         text_column: CSV column / JSONL key holding the text (CSV default: the first of ``text``,
             ``caption``, ``prompt``, ``sentence``; JSONL default ``text``).
-        workers: parser processes (``1`` parses in this process).
+        workers: parsing processes, this one included (``1``: no pool; ``N``: ``N - 1`` forked ones).
         batch_size: texts per parser call.
         chunk_size: texts per output shard.
         shard: ``(i, N)``: process only records ``i (mod N)``.

@@ -60,7 +60,7 @@ def add_preprocess_arguments(p: argparse.ArgumentParser) -> None:
     q.add_argument("--val-fraction", type=float, default=0.1)
     q.add_argument("--test-fraction", type=float, default=0.1)
     q.add_argument("--splits", default=None, help='JSON {"train": [image ids], "val": [...], "test": [...]}')
-    q.add_argument("--workers", type=int, default=1, help="conversion processes (default 1)")
+    q.add_argument("--workers", type=int, default=1, help="conversion processes, this one included (default 1: no pool)")
     _common(q, 1000)
 
     q = sub.add_parser("coco", help="COCO instances (+ stuff) -> geometric scene graphs (as sg2im)",
@@ -88,7 +88,7 @@ def add_preprocess_arguments(p: argparse.ArgumentParser) -> None:
                                    "--shard i/N splits one corpus across jobs.")
     q.add_argument("input", help=".txt (one per line), .jsonl ({\"text\": ...}) or .csv")
     q.add_argument("--text-column", default=None, help="CSV column / JSONL key with the text")
-    q.add_argument("--workers", type=int, default=1, help="parser processes (default 1)")
+    q.add_argument("--workers", type=int, default=1, help="parsing processes, this one included (default 1: no pool)")
     q.add_argument("--batch-size", type=int, default=256)
     q.add_argument("--shard", default="0/1", help="i/N: process records i, i+N, ... (default 0/1)")
     q.add_argument("--parse-fn", default=None, help="module:function with parse_batch's signature (default: the library parser)")

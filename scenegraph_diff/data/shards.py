@@ -30,7 +30,7 @@ import json
 import logging
 import os
 import sys
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence, Union
@@ -397,6 +397,44 @@ def _batches(
         yield batch, consumed, position, True
 
 
+def _pooled(
+    batches: Iterator[tuple[list[Record], int, Any, bool]],
+    convert_batch: Callable[[list[Record]], list[Outcome]],
+    pool: Any,
+    workers: int,
+) -> Iterator[tuple[tuple[int, Any, bool], list[Outcome]]]:
+    """Convert batches with ``workers - 1`` pool processes *and* this one, yielding results in input order.
+
+    Batches go to the pool while fewer than ``2 (workers - 1)`` are outstanding there; otherwise this
+    process converts the next batch itself, so ``workers`` processes stay busy (none only coordinating)
+    and the balance adapts to how fast each side is. At most ``4 workers`` batches are held (bounded memory).
+    """
+    queue: deque[tuple[tuple[int, Any, bool], Any, bool]] = deque()  # (meta, result or AsyncResult, is async)
+    in_pool = 0
+    pool_limit = 2 * (workers - 1)
+
+    def retire(block: bool) -> Iterator[tuple[tuple[int, Any, bool], list[Outcome]]]:
+        nonlocal in_pool
+        while queue and (block or not queue[0][2] or queue[0][1].ready()):
+            meta, res, is_async = queue.popleft()
+            if is_async:
+                res = res.get()
+                in_pool -= 1
+            yield meta, res
+            block = False
+
+    for batch, consumed, position, end in batches:
+        meta = (consumed, position, end)
+        if in_pool < pool_limit:
+            queue.append((meta, pool.apply_async(convert_batch, (batch,)), True))
+            in_pool += 1
+        else:
+            queue.append((meta, convert_batch(batch), False))
+        yield from retire(block=len(queue) >= 4 * workers)
+    while queue:
+        yield from retire(block=True)
+
+
 def run_job(
     writer: ShardWriter,
     records: Iterator[Record],
@@ -418,7 +456,8 @@ def run_job(
             function when ``workers > 1``).
         chunk_size: kept records per chunk (= per output shard).
         batch_size: records per ``convert_batch`` call.
-        workers: worker processes (``1``: convert in this process). Results stay in input order.
+        workers: converting processes: this one and ``workers - 1`` forked ones (``1``: no pool).
+            Results stay in input order.
         keep: records for which this returns ``False`` are read but not converted (``--shard i/N``).
         progress: tqdm bar on stderr.
         desc, total: progress-bar label and expected number of records.
@@ -434,37 +473,15 @@ def run_job(
         batches = _batches(records, chunk_size, min(batch_size, chunk_size), keep)
         if workers > 1:
             import multiprocessing as mp
-            import threading
 
             ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
-            pool = ctx.Pool(workers)
-            meta: list[tuple[int, Any, bool]] = []
-            in_flight = threading.BoundedSemaphore(4 * workers)  # bounded read-ahead: bounded memory
-
-            def feed() -> Iterator[list[Record]]:
-                for batch, consumed, position, end in batches:
-                    in_flight.acquire()
-                    meta.append((consumed, position, end))
-                    yield batch
-
-            results: Iterable[list[Outcome]] = pool.imap(convert_batch, feed(), chunksize=1)
+            pool = ctx.Pool(workers - 1)
+            results: Iterable[tuple[tuple[int, Any, bool], list[Outcome]]] = _pooled(batches, convert_batch, pool, workers)
         else:
-            meta = []
-
-            def run_inline() -> Iterator[list[Outcome]]:
-                for batch, consumed, position, end in batches:
-                    meta.append((consumed, position, end))
-                    yield convert_batch(batch)
-
-            results = run_inline()
+            results = (((consumed, position, end), convert_batch(batch)) for batch, consumed, position, end in batches)
         pending: list[Outcome] = []
         pending_records = 0
-        done = 0
-        for outs in results:
-            consumed, position, end = meta[done]
-            done += 1
-            if workers > 1:
-                in_flight.release()
+        for (consumed, position, end), outs in results:
             pending.extend(outs)
             pending_records += consumed
             bar.update(consumed)
