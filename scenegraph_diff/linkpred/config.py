@@ -35,9 +35,10 @@ class ModelConfig:
 
     Args:
         name: the row label (also the output sub-folder).
-        encoder: ``gcn``, ``sage`` (homogeneous); ``hgcn``, ``rhgnn``, ``rgcn``, ``hgt`` (IMDB);
+        encoder: ``gcn``, ``sage``, ``puregcn`` (homogeneous); ``hgcn``, ``rhgnn``, ``rgcn``, ``hgt`` (IMDB);
             ``context`` (VRD context GNN), ``frequency`` (VRD frequency baseline, no training).
-        decoder: ``dot``, ``distmult``, ``mlp`` or ``cn`` (neural common neighbours).
+        decoder: ``dot``, ``distmult``, ``mlp``, ``cn`` (neural common neighbours) or ``ncn`` (NCN's
+            predictor; NCNC with ``completion``).
         hidden: embedding width D.
         num_layers: message-passing layers.
         heads: attention heads (HGCN, R-HGNN, HGT, VRD context GNN).
@@ -55,6 +56,14 @@ class ModelConfig:
         cn_beta: initial weight of the common-neighbour branch of the ``cn`` decoder.
         decoder_edge_dropout: during training, the fraction of (undirected) message-passing edges
             hidden from the decoder's common-neighbour lookup (NCN's predictor edge dropout).
+        ensemble: VRD: number of independently initialised members averaged.
+        tail_dropout: ``puregcn``: dropout on the last propagation's output.
+        decoder_xlin, decoder_tailact, decoder_twolayer: ``ncn`` decoder: node MLP on the CN features,
+            activation-terminated branch MLPs, two hidden layers in the output MLP (NCN's ``use_xlin``,
+            ``tailact``, ``twolayerlin``).
+        completion: ``ncn`` decoder: NCNC common-neighbour completion.
+        cn_alpha, cn_pt, cn_scale, cn_offset: NCNC completion weight and probability recalibration.
+        cn_train_resdeg, cn_test_resdeg: NCNC residual-neighbour caps per side (training / evaluation).
     """
 
     name: str
@@ -83,6 +92,17 @@ class ModelConfig:
     cn_beta: float = 1.0
     decoder_edge_dropout: float = 0.0
     ensemble: int = 1
+    tail_dropout: float = 0.0
+    decoder_xlin: bool = True
+    decoder_tailact: bool = True
+    decoder_twolayer: bool = False
+    completion: bool = False
+    cn_alpha: float = 1.0
+    cn_pt: float = 0.5
+    cn_scale: float = 5.0
+    cn_offset: float = 3.0
+    cn_train_resdeg: int = 8
+    cn_test_resdeg: int = 128
 
     def __post_init__(self) -> None:
         if not self.name or "/" in self.name:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-__all__ = ["DotDecoder", "DistMultDecoder", "MLPDecoder", "CNDecoder", "common_neighbors"]
+__all__ = ["DotDecoder", "DistMultDecoder", "MLPDecoder", "CNDecoder", "NCNDecoder", "common_neighbors", "neighbour_overlap"]
 
 
 class DotDecoder(nn.Module):
@@ -137,3 +137,142 @@ class CNDecoder(nn.Module):
 
     def __repr__(self) -> str:
         return f"{self.__class__.__name__}({self.channels})"
+
+
+class _CSR:
+    """Sorted adjacency of a directed ``edge_index`` (``src -> dst``), for neighbour-list lookups."""
+
+    def __init__(self, edge_index: Tensor, num_nodes: int) -> None:
+        row, col = edge_index
+        order = torch.argsort(row * num_nodes + col)
+        self.col = col[order]
+        self.deg = torch.bincount(row, minlength=num_nodes)
+        self.rowptr = torch.zeros(num_nodes + 1, dtype=torch.long)
+        self.rowptr[1:] = torch.cumsum(self.deg, 0)
+        self.num_nodes = num_nodes
+
+    def expand(self, nodes: Tensor) -> tuple[Tensor, Tensor]:
+        """``(query_id [C], neighbour [C])``: one entry per neighbour of each of ``nodes [B]``."""
+        d = self.deg[nodes]
+        pid = torch.repeat_interleave(torch.arange(nodes.numel()), d)
+        start = torch.repeat_interleave(self.rowptr[nodes] - (torch.cumsum(d, 0) - d), d)
+        return pid, self.col[start + torch.arange(pid.numel())]
+
+
+def _cap_per_query(pid: Tensor, cap: int, generator: torch.Generator | None = None) -> Tensor:
+    """Boolean mask keeping at most ``cap`` random entries per query id (``cap <= 0``: keep all)."""
+    if cap <= 0 or pid.numel() == 0:
+        return torch.ones_like(pid, dtype=torch.bool)
+    r = torch.rand(pid.numel(), generator=generator)
+    order = torch.argsort(pid.to(torch.float64) + r.to(torch.float64) * 0.5)  # by query, random within
+    sp = pid[order]
+    first = torch.ones_like(sp, dtype=torch.bool)
+    first[1:] = sp[1:] != sp[:-1]
+    start = torch.cummax(torch.where(first, torch.arange(sp.numel()), torch.zeros_like(sp)), 0).values
+    rank = torch.arange(sp.numel()) - start
+    keep = torch.zeros_like(pid, dtype=torch.bool)
+    keep[order] = rank < cap
+    return keep
+
+
+def neighbour_overlap(edge_index: Tensor, num_nodes: int, pairs: Tensor
+                      ) -> tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor], tuple[Tensor, Tensor]]:
+    """Split the neighbourhoods of each query pair ``(i, j)`` into common and residual parts.
+
+    Returns ``(cn, res_i, res_j)``, each ``(query_id [C], node [C])``: ``cn`` the common neighbours
+    ``N(i) ∩ N(j)``; ``res_i`` the nodes of ``N(i) \\ N(j)``, ``res_j`` those of ``N(j) \\ N(i)`` (the
+    query's own endpoints excluded). Shapes: edge_index ``[2, E]``, pairs ``[2, B]``.
+    """
+    csr = _CSR(edge_index, num_nodes)
+    p1, n1 = csr.expand(pairs[0])
+    p2, n2 = csr.expand(pairs[1])
+    k1, k2 = p1 * num_nodes + n1, p2 * num_nodes + n2
+    in2, in1 = torch.isin(k1, k2), torch.isin(k2, k1)
+    r1 = ~in2 & (n1 != pairs[1][p1])
+    r2 = ~in1 & (n2 != pairs[0][p2])
+    return (p1[in2], n1[in2]), (p1[r1], n1[r1]), (p2[r2], n2[r2])
+
+
+class NCNDecoder(nn.Module):
+    r"""NCN / NCNC link predictor (Wang et al. 2023, https://arxiv.org/abs/2302.00890).
+
+    NCN: ``s(i, j) = lin(β · f_cn(Σ_{u ∈ N(i)∩N(j)} z_u) + f_ij(h_i ⊙ h_j))`` with ``z = h + f_x(h)``.
+
+    NCNC (``completion=True``) adds *common-neighbour completion*: a node ``k`` adjacent to only one
+    end (say ``k ∈ N(i) \ N(j)``) counts as a soft common neighbour with weight
+    ``α · q(k, j)``, where ``q`` is the NCN model's own (no-grad) link probability for the missing
+    edge ``(k, j)``, recalibrated as ``p = σ(scale · (logit - offset))``,
+    ``q = pt · p / (pt · p + 1 - p)``. At most ``train_resdeg`` / ``test_resdeg`` residual
+    neighbours per side are used (random subset).
+
+    Args:
+        channels: D.
+        dropout: dropout inside the MLPs.
+        beta: initial weight of the common-neighbour branch (learned).
+        norm: LayerNorm inside the MLPs.
+        xlin: add the node-wise MLP ``f_x`` to the CN features (``use_xlin``).
+        tailact: end ``f_cn`` and ``f_ij`` with an activation instead of a linear layer.
+        twolayerlin: two hidden layers in the output MLP.
+        completion: NCNC completion.
+        alpha, pt, scale, offset: completion weight and probability recalibration.
+        train_resdeg, test_resdeg: residual-neighbour caps (``<= 0``: no cap).
+
+    Shapes:
+        h ``[N, D]``, pairs ``[2, B]``, edge_index ``[2, E]`` (both directions) -> ``[B]``.
+    """
+
+    def __init__(self, channels: int, dropout: float = 0.0, beta: float = 1.0, norm: bool = True,
+                 xlin: bool = True, tailact: bool = True, twolayerlin: bool = False, completion: bool = False,
+                 alpha: float = 1.0, pt: float = 0.5, scale: float = 5.0, offset: float = 3.0,
+                 train_resdeg: int = 8, test_resdeg: int = 128) -> None:
+        super().__init__()
+        if not 0.0 < pt <= 1.0:
+            raise ValueError(f"pt must be in (0, 1], got {pt}")
+        d = channels
+        ln = (lambda: nn.LayerNorm(d)) if norm else (lambda: nn.Identity())
+        drop = lambda: nn.Dropout(dropout)  # noqa: E731
+        self.channels = channels
+        self.xlin = nn.Sequential(nn.Linear(d, d), drop(), nn.ReLU(), nn.Linear(d, d), ln(), drop(), nn.ReLU()) if xlin else None
+        self.xcnlin = nn.Sequential(nn.Linear(d, d), drop(), nn.ReLU(), nn.Linear(d, d), ln(), drop(), nn.ReLU(),
+                                    nn.Identity() if tailact else nn.Linear(d, d))
+        self.xijlin = nn.Sequential(nn.Linear(d, d), ln(), drop(), nn.ReLU(), nn.Identity() if tailact else nn.Linear(d, d))
+        extra = [nn.Linear(d, d), ln(), drop(), nn.ReLU()] if twolayerlin else []
+        self.lin = nn.Sequential(nn.Linear(d, d), ln(), drop(), nn.ReLU(), *extra, nn.Linear(d, 1))
+        self.beta = nn.Parameter(torch.tensor(float(beta)))
+        self.completion, self.alpha, self.pt, self.scale, self.offset = completion, alpha, pt, scale, offset
+        self.train_resdeg, self.test_resdeg = train_resdeg, test_resdeg
+
+    def _score(self, h: Tensor, z: Tensor, pairs: Tensor, cn: Tensor) -> Tensor:
+        return self.lin(self.xcnlin(cn) * self.beta + self.xijlin(h[pairs[0]] * h[pairs[1]])).squeeze(-1)
+
+    def _ncn(self, h: Tensor, z: Tensor, pairs: Tensor, edge_index: Tensor) -> Tensor:
+        pid, node = common_neighbors(edge_index, h.size(0), pairs)
+        cn = z.new_zeros(pairs.size(1), z.size(1)).index_add_(0, pid, z[node])
+        return self._score(h, z, pairs, cn)
+
+    def completion_weights(self, logits: Tensor) -> Tensor:
+        """Soft common-neighbour weights ``α · q`` from NCN logits of the missing edges ``[C] -> [C]``."""
+        p = torch.sigmoid(self.scale * (logits - self.offset))
+        return self.alpha * self.pt * p / (self.pt * p + 1.0 - p)
+
+    def forward(self, h: Tensor, pairs: Tensor, edge_index: Tensor | None = None, rel: Tensor | None = None) -> Tensor:
+        if edge_index is None:
+            raise ValueError("NCNDecoder needs the message-passing edge_index")
+        z = h if self.xlin is None else h + self.xlin(h)
+        if not self.completion:
+            return self._ncn(h, z, pairs, edge_index)
+        (pc, nc), (p1, n1), (p2, n2) = neighbour_overlap(edge_index, h.size(0), pairs)
+        cap = self.train_resdeg if self.training else self.test_resdeg
+        k1, k2 = _cap_per_query(p1, cap), _cap_per_query(p2, cap)
+        p1, n1, p2, n2 = p1[k1], n1[k1], p2[k2], n2[k2]
+        with torch.no_grad():  # probabilities of the missing edges (k, j) and (i, k), NCN's own predictions
+            miss = torch.cat([torch.stack([n1, pairs[1][p1]]), torch.stack([pairs[0][p2], n2])], 1)
+            w = self.completion_weights(self._ncn(h, z, miss, edge_index)) if miss.size(1) else z.new_zeros(0)
+        pid = torch.cat([pc, p1, p2])
+        node = torch.cat([nc, n1, n2])
+        wt = torch.cat([z.new_ones(pc.numel()), w])
+        cn = z.new_zeros(pairs.size(1), z.size(1)).index_add_(0, pid, wt.unsqueeze(-1) * z[node])
+        return self._score(h, z, pairs, cn)
+
+    def __repr__(self) -> str:
+        return f"{self.__class__.__name__}({self.channels}, completion={self.completion})"

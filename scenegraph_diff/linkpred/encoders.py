@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["GCNEncoder", "SAGEEncoder", "sparse_dropout"]
+__all__ = ["GCNEncoder", "SAGEEncoder", "PureGCNEncoder", "gcn_norm_propagate", "sparse_dropout"]
 
 
 def sparse_dropout(x: Tensor, p: float, training: bool) -> Tensor:
@@ -114,3 +114,78 @@ class SAGEEncoder(_HomoEncoder):
         from torch_geometric.nn import SAGEConv
 
         super().__init__(lambda i, o: SAGEConv(i, o), in_channels, hidden_channels, **kwargs)
+
+
+def gcn_norm_propagate(x: Tensor, edge_index: Tensor) -> Tensor:
+    """One weight-free GCN propagation ``D^-1/2 (A + I) D^-1/2 x`` (``A`` binarised, self-loops added).
+
+    Shapes:
+        x ``[N, D]``, edge_index ``[2, E]`` (directed ``src -> dst``; pass both directions for an
+        undirected graph) -> ``[N, D]``.
+    """
+    n = x.size(0)
+    if edge_index.numel() and (int(edge_index.min()) < 0 or int(edge_index.max()) >= n):
+        raise ValueError(f"edge_index has node ids outside [0, {n}): min {int(edge_index.min())}, max {int(edge_index.max())}")
+    keys = torch.unique(edge_index[1] * n + edge_index[0])  # one entry per (dst, src), duplicates merged
+    dst, src = keys // n, keys % n
+    keep = dst != src
+    dst, src = dst[keep], src[keep]
+    norm = torch.rsqrt(1.0 + torch.bincount(dst, minlength=n).to(x.dtype)).unsqueeze(-1)  # [N, 1]
+    xs = norm * x
+    out = xs.index_add(0, dst, xs[src])
+    return norm * out
+
+
+class PureGCNEncoder(nn.Module):
+    """NCN's "pure GCN": an input projection followed by weight-free GCN propagations.
+
+    ``h = Σ_l w_l · drop_tail(Â^l · drop(W · drop_in(x)))`` (jumping knowledge with learned scalars
+    ``w_l`` when ``jk``; otherwise the last layer only). The weights live only in the input
+    projection, so the embedding is a smoothed linear function of the features.
+
+    Args:
+        in_channels: F.
+        hidden_channels: D.
+        num_layers: propagation steps L (>= 1).
+        dropout: dropout after the input projection.
+        input_dropout: dropout on the input features (stored values of sparse input).
+        tail_dropout: dropout on the output of the last propagation.
+        jk: learned weighted sum over the L propagation outputs.
+
+    Shapes:
+        x ``[N, F]`` (dense or sparse COO), edge_index ``[2, E]`` -> ``[N, D]``.
+    """
+
+    def __init__(self, in_channels: int, hidden_channels: int, num_layers: int = 1, dropout: float = 0.0,
+                 input_dropout: float = 0.0, tail_dropout: float = 0.0, jk: bool = True) -> None:
+        super().__init__()
+        if num_layers < 1:
+            raise ValueError(f"num_layers must be >= 1, got {num_layers}")
+        if hidden_channels < 1:
+            raise ValueError(f"hidden_channels must be >= 1, got {hidden_channels}")
+        self.in_channels, self.hidden_channels, self.num_layers = in_channels, hidden_channels, num_layers
+        self.dropout, self.input_dropout, self.tail_dropout, self.jk = dropout, input_dropout, tail_dropout, jk
+        self.lin = nn.Linear(in_channels, hidden_channels)
+        self.jk_weight = nn.Parameter(torch.ones(num_layers)) if jk else None
+
+    def reset_parameters(self) -> None:
+        self.lin.reset_parameters()
+        if self.jk_weight is not None:
+            nn.init.ones_(self.jk_weight)
+
+    def forward(self, x: Tensor, edge_index: Tensor) -> Tensor:
+        x = sparse_dropout(x, self.input_dropout, self.training)
+        x = torch.sparse.mm(x, self.lin.weight.t()) + self.lin.bias if x.is_sparse else self.lin(x)
+        x = F.dropout(x, self.dropout, self.training)
+        outs = []
+        for i in range(self.num_layers):
+            x = gcn_norm_propagate(x, edge_index)
+            if i == self.num_layers - 1:
+                x = F.dropout(x, self.tail_dropout, self.training)
+            outs.append(x)
+        if self.jk_weight is None:
+            return x
+        return sum(w * o for w, o in zip(self.jk_weight, outs))
+
+    def __repr__(self) -> str:
+        return f"{self.__class__.__name__}({self.in_channels}, {self.hidden_channels}, num_layers={self.num_layers})"

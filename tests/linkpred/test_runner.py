@@ -146,3 +146,15 @@ def test_resume_accepts_files_written_before_a_new_setting_existed(tmp_path):
     path.write_text(json.dumps(rec))
     run_sweep(cfg, tmp_path, progress=False, data=data)  # no error, nothing re-run
     assert "decoder_edge_dropout" not in json.loads(path.read_text())["config"]["model"]
+
+
+def test_ncn_and_ncnc_rows_run_and_learn(tmp_path):
+    data = random_graph()
+    common = {"encoder": "puregcn", "decoder": "ncn", "hidden": 16, "num_layers": 1, "jk": True, "norm": True,
+              "batch_size": 32, "mask_targets": True, "decoder_edge_dropout": 0.2, "tail_dropout": 0.1, "epochs": 4}
+    cfg = _cfg(models=[{"name": "ncn", **common}, {"name": "ncnc", **common, "completion": True, "cn_pt": 0.75}], seeds=[0])
+    summary = run_sweep(cfg, tmp_path, progress=False, data=data)
+    for row in ("ncn", "ncnc"):
+        rec = json.loads((tmp_path / row / "seed_0.json").read_text())
+        assert rec["config"]["model"]["completion"] == (row == "ncnc")
+        assert summary[row]["auc"]["mean"] > 0.6  # the two-block graph is easy; chance is 0.5
