@@ -392,6 +392,8 @@ def decode_spans(tags: Sequence[int]) -> tuple[list[tuple[int, int]], list[tuple
 
 
 _SKIP_IN_PREDICATE = DETERMINERS | AUX | {",", ".", "'s"}
+#: Copied "predicates" that only coordinate two mentions ("a man and a woman"): no relation (FACTUAL has none).
+_NOT_PREDICATES = frozenset({"and", "or", "but", "and then", ","})
 
 
 _INPUT_CACHE = 50_000  # words whose network inputs are kept (~33 MB)
@@ -677,7 +679,7 @@ class LearnedParser:
                 picked = predicate_words(words, in_mention, in_attribute, lo, hi)
                 if pred == COPY:
                     pred = " ".join(v.lemma(words[k]) for k in picked) if picked else alt
-                if si == oi or (si, pred, oi) in seen:
+                if si == oi or pred in _NOT_PREDICATES or (si, pred, oi) in seen:
                     continue
                 seen.add((si, pred, oi))
                 span = (tokens[picked[0]].start, tokens[picked[-1]].end) if picked else None

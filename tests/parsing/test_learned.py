@@ -154,3 +154,11 @@ def test_auto_backend_is_learned():
     from scenegraph_diff.parsing.learned import LearnedParser
 
     assert isinstance(load_parser("auto"), LearnedParser)
+
+
+@needs_weights
+def test_coordination_is_not_a_relation():
+    # The copy head once produced ('man', 'and', 'man'); FACTUAL never has "and" as a predicate.
+    g = load_parser("learned").parse("a man riding a horse and the man holding a rope")
+    assert all(p not in ("and", "or", ",") for _, p, _ in g.triplets())
+    assert ("man", "ride", "horse") in g.triplets() and ("man", "hold", "rope") in g.triplets()
