@@ -44,6 +44,8 @@ SAMPLERS = {
     "ddpm100": ("ddim", {"num_steps": 100, "eta": 1.0}),
     "ddpm100q": ("ddim", {"num_steps": 100, "eta": 1.0, "spacing": "quadratic"}),
     "ddpm50q": ("ddim", {"num_steps": 50, "eta": 1.0, "spacing": "quadratic"}),
+    "eta05_50": ("ddim", {"num_steps": 50, "eta": 0.5}),
+    "eta05_100": ("ddim", {"num_steps": 100, "eta": 0.5}),
     "mix50": ("ddim", {"num_steps": 50, "eta": 1.0, "x0_sample": True}),
     "mix100": ("ddim", {"num_steps": 100, "eta": 1.0, "x0_sample": True}),
     "s4_100": ("s4", {"num_steps": 100}),
