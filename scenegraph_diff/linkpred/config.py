@@ -64,6 +64,9 @@ class ModelConfig:
         completion: ``ncn`` decoder: NCNC common-neighbour completion.
         cn_alpha, cn_pt, cn_scale, cn_offset: NCNC completion weight and probability recalibration.
         cn_train_resdeg, cn_test_resdeg: NCNC residual-neighbour caps per side (training / evaluation).
+        flip_augment: VRD: mirror each training batch left-right with probability 1/2 (swapping the
+            left/right predicates) and average the predictions of the image and its mirror at evaluation.
+        label_smoothing: VRD: cross-entropy label smoothing.
     """
 
     name: str
@@ -103,6 +106,8 @@ class ModelConfig:
     cn_offset: float = 3.0
     cn_train_resdeg: int = 8
     cn_test_resdeg: int = 128
+    flip_augment: bool = False
+    label_smoothing: float = 0.0
 
     def __post_init__(self) -> None:
         if not self.name or "/" in self.name:

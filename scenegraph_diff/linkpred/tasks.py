@@ -317,11 +317,16 @@ class VRDTask:
         return [self.train_chunks[i] for i in order]
 
     def loss(self, model: nn.Module, batch: Any, generator: torch.Generator) -> Tensor:
+        if self.m.flip_augment and bool(torch.rand((), generator=generator) < 0.5):
+            from .vrd import flip_batch
+
+            batch = flip_batch(batch)
         logits = model(batch)  # [P, 70] or [E, P, 70]
         lab = _shard(batch.labels, self.rank, self.world, dim=0)
+        ls = self.m.label_smoothing
         if logits.dim() == 2:
-            return F.cross_entropy(logits[lab[:, 0]], lab[:, 1])
-        return sum(F.cross_entropy(lg[lab[:, 0]], lab[:, 1]) for lg in logits)
+            return F.cross_entropy(logits[lab[:, 0]], lab[:, 1], label_smoothing=ls)
+        return sum(F.cross_entropy(lg[lab[:, 0]], lab[:, 1], label_smoothing=ls) for lg in logits)
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module, stage: str) -> dict[str, float]:
@@ -330,6 +335,10 @@ class VRDTask:
         core = model.module if hasattr(model, "module") else model
         b = self.val_batch if stage == "val" else self.test_batch
         logp = ensemble_log_probs(core(b))
+        if self.m.flip_augment:  # test-time augmentation: average with the mirrored image's prediction
+            from .vrd import FLIP_PREDICATES, flip_batch
+
+            logp = 0.5 * (logp + ensemble_log_probs(core(flip_batch(b)))[:, FLIP_PREDICATES])
         out = {"r@50": recall_at_n(logp, b, 50, 1)[0], "r@100": recall_at_n(logp, b, 100, 1)[0],
                "r@50_k70": recall_at_n(logp, b, 50, 70)[0], "r@100_k70": recall_at_n(logp, b, 100, 70)[0]}
         return out

@@ -29,6 +29,7 @@ logits, to which the log frequency prior is added with a learned scale.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from dataclasses import dataclass
@@ -51,6 +52,8 @@ __all__ = [
     "ensemble_log_probs",
     "VRDPredicateModel",
     "recall_at_n",
+    "flip_batch",
+    "FLIP_PREDICATES",
 ]
 
 logger = logging.getLogger(__name__)
@@ -212,6 +215,20 @@ def collate_vrd(images: Sequence[VRDImage]) -> VRDBatch:
         context=torch.cat(ctx, 1) if ctx else torch.empty(2, 0, dtype=torch.long),
         num_images=len(images),
     )
+
+
+# Predicate ids swapped by a horizontal flip: "on the left of" (32) <-> "on the right of" (33).
+FLIP_PREDICATES = torch.arange(NUM_PREDICATES)
+FLIP_PREDICATES[[32, 33]] = torch.tensor([33, 32])
+
+
+def flip_batch(b: VRDBatch) -> VRDBatch:
+    """The batch mirrored left-right: ``x -> W - x`` (``W`` = the image extent), with the labels'
+    left/right predicates swapped (:data:`FLIP_PREDICATES`). Classes, pairs and context are unchanged."""
+    W = b.extent[:, :1]
+    boxes = torch.cat([W - b.boxes[:, 2:3], b.boxes[:, 1:2], W - b.boxes[:, 0:1], b.boxes[:, 3:4]], 1)
+    labels = torch.stack([b.labels[:, 0], FLIP_PREDICATES[b.labels[:, 1]]], 1) if b.labels.numel() else b.labels
+    return dataclasses.replace(b, boxes=boxes, labels=labels)
 
 
 class FrequencyBaseline:

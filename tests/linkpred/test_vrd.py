@@ -9,6 +9,7 @@ from scenegraph_diff.linkpred.vrd import (
     VRDImage,
     VRDPredicateModel,
     collate_vrd,
+    flip_batch,
     load_vrd,
     pair_geometry,
     recall_at_n,
@@ -86,6 +87,19 @@ def test_geometry_is_direction_sensitive_and_model_shapes():
     assert model(batch).shape == (batch.pairs.size(0), NUM_PREDICATES)
 
 
+def test_flip_batch_mirrors_boxes_and_swaps_left_right():
+    im = VRDImage("x.jpg", torch.tensor([0, 1]), torch.tensor([[0.0, 0, 10, 10], [20, 5, 40, 20]]),
+                  torch.tensor([[0, 1, 32], [1, 0, 33], [0, 1, 0]]))
+    b = collate_vrd([im])
+    f = flip_batch(b)
+    assert f.boxes.tolist() == [[30.0, 0, 40, 10], [0, 5, 20, 20]]  # extent 40: x -> 40 - x
+    assert f.labels[:, 1].tolist() == [33, 32, 0]
+    ff = flip_batch(f)
+    assert torch.equal(ff.boxes, b.boxes) and torch.equal(ff.labels, b.labels)
+    g, gf = pair_geometry(b.boxes[:1], b.boxes[1:], b.extent[:1]), pair_geometry(f.boxes[:1], f.boxes[1:], f.extent[:1])
+    assert g[0, 0] > 0 > gf[0, 0] and gf[0, 1] == g[0, 1]  # dx flips sign, dy does not
+
+
 def test_vrd_sweep_on_fixture(tmp_path):
     from scenegraph_diff.linkpred.config import LinkPredConfig
     from scenegraph_diff.linkpred.runner import run_sweep
@@ -94,10 +108,12 @@ def test_vrd_sweep_on_fixture(tmp_path):
         "task": "vrd", "dataset": "VRD", "seeds": [0], "select_metric": "r@50", "val_ratio": 0.25,
         "models": [{"name": "frequency", "encoder": "frequency", "epochs": 0},
                    {"name": "ctx", "encoder": "context", "hidden": 16, "heads": 2, "epochs": 2, "batch_size": 4},
-                   {"name": "ens", "encoder": "context", "hidden": 16, "heads": 2, "epochs": 2, "batch_size": 4, "ensemble": 2}],
+                   {"name": "ens", "encoder": "context", "hidden": 16, "heads": 2, "epochs": 2, "batch_size": 4, "ensemble": 2},
+                   {"name": "flip", "encoder": "context", "hidden": 16, "heads": 2, "epochs": 2, "batch_size": 4,
+                    "flip_augment": True, "label_smoothing": 0.1}],
     })
     summary = run_sweep(cfg, tmp_path, data_root=FIXTURES, progress=False)
-    for row in ("frequency", "ctx", "ens"):
+    for row in ("frequency", "ctx", "ens", "flip"):
         assert 0 <= summary[row]["r@50"]["mean"] <= summary[row]["r@50_k70"]["mean"] <= 100
 
 
