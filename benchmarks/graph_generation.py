@@ -46,6 +46,7 @@ SAMPLERS = {
     "ddpm50q": ("ddim", {"num_steps": 50, "eta": 1.0, "spacing": "quadratic"}),
     "eta05_50": ("ddim", {"num_steps": 50, "eta": 0.5}),
     "eta05_100": ("ddim", {"num_steps": 100, "eta": 0.5}),
+    "mix20": ("ddim", {"num_steps": 20, "eta": 1.0, "x0_sample": True}),
     "mix50": ("ddim", {"num_steps": 50, "eta": 1.0, "x0_sample": True}),
     "mix100": ("ddim", {"num_steps": 100, "eta": 1.0, "x0_sample": True}),
     "s4_100": ("s4", {"num_steps": 100}),
