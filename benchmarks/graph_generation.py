@@ -92,7 +92,8 @@ def load_or_train(family: str, dataset: str, train, args):
         gen, info = train_edge_diffusion(train, EdgeDiffusionConfig(
             max_steps=args.train_steps, batch_size=args.batch_size, num_threads=args.threads, channels=args.channels,
             num_layers=args.layers, self_condition=args.self_condition or args.structure_features,
-            structure_features=args.structure_features, output_dir=str(model_dir.parent / "ckpt"), progress=False))
+            structure_features=args.structure_features, output_dir=str(model_dir.parent / "ckpt"), progress=False,
+            seed=args.train_seed))
     elif family == "gdss":
         from scenegraph_diff.diffusion.gdss import GDSSConfig, GDSSGenerator, train_gdss
 
@@ -133,6 +134,7 @@ def main(argv=None) -> int:
     p.add_argument("--structure-features", action="store_true",
                    help="edge family: structural features of the self-conditioning estimate (implies --self-condition)")
     p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--train-seed", type=int, default=0, help="edge family: training seed (default 0)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--data-root", default=None)
     p.add_argument("--out-dir", default=str(REPO / "benchmarks" / "results" / "graph_generation"))

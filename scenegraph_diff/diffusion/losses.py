@@ -8,7 +8,7 @@ from torch import Tensor
 
 from .sde import SDE, mask_adjacency, mask_nodes, node_noise, symmetric_noise
 
-__all__ = ["edge_x0_loss", "dsm_loss", "sample_time", "self_condition_inputs"]
+__all__ = ["dsm_loss", "edge_x0_loss", "sample_time", "self_condition_inputs"]
 
 
 def sample_time(batch: int, generator: torch.Generator | None = None, eps: float = 1e-3) -> Tensor:

@@ -21,7 +21,7 @@ import math
 import torch
 from torch import Tensor
 
-__all__ = ["structure_features", "EDGE_STRUCT_DIM", "NODE_STRUCT_DIM"]
+__all__ = ["EDGE_STRUCT_DIM", "NODE_STRUCT_DIM", "structure_features"]
 
 EDGE_STRUCT_DIM = 3
 NODE_STRUCT_DIM = 3

@@ -6,7 +6,7 @@ import logging
 import math
 import os
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import torch
 from diffusers import StableDiffusionPipeline
@@ -18,6 +18,9 @@ from ..conditioning.conditioner import GraphConditioner
 from ..conditioning.graph_batch import graph_batch
 from ..graph.scene_graph import SceneGraph
 from ..nn.encoders import SceneGraphEncoder
+
+if TYPE_CHECKING:
+    from ..diffusion.scene_graph_refiner import SceneGraphRefiner
 
 logger = logging.getLogger(__name__)
 
@@ -86,7 +89,7 @@ class SceneGraphPipeline(StableDiffusionPipeline):
         requires_safety_checker: bool = False,
         graph_encoder: SceneGraphEncoder | None = None,
         graph_conditioner: GraphConditioner | None = None,
-        graph_refiner: Any = None,
+        graph_refiner: SceneGraphRefiner | None = None,
     ) -> None:
         super().__init__(vae, text_encoder, tokenizer, unet, scheduler, safety_checker, feature_extractor,
                          image_encoder, requires_safety_checker)
@@ -123,6 +126,7 @@ class SceneGraphPipeline(StableDiffusionPipeline):
         classes and relation slots (dense typed form: classes ``[B, N]``, edge states ``[B, N, N]``) and denoise
         them back in ``num_steps`` network evaluations. ``strength = 0`` returns the graphs unchanged (no network
         call). ``generator``: a CPU :class:`torch.Generator` for the masking and sampling (global RNG if None).
+        Refined graphs keep ``text`` and attributes but not token spans, so alignment falls back on word matches.
         """
         if not 0.0 <= strength <= 1.0:
             raise ValueError(f"refine_graph_strength must be in [0, 1], got {strength}")

@@ -6,7 +6,11 @@ import networkx as nx
 import pytest
 import torch
 
-from scenegraph_diff.diffusion.structure import EDGE_STRUCT_DIM, NODE_STRUCT_DIM, structure_features
+from scenegraph_diff.diffusion.structure import (
+    EDGE_STRUCT_DIM,
+    NODE_STRUCT_DIM,
+    structure_features,
+)
 
 
 def _dense(graphs: list[nx.Graph], N: int) -> tuple[torch.Tensor, torch.Tensor]:

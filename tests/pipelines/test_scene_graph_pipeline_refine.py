@@ -19,7 +19,7 @@ GRAPHS = [
                           "relations": [{"subject": 0, "predicate": "holding", "object": 1},
                                         {"subject": 1, "predicate": "near", "object": 2}]}),
 ]
-KW = dict(num_inference_steps=2, output_type="np")
+KW = {"num_inference_steps": 2, "output_type": "np"}
 
 
 def _gen(seed: int = 0) -> torch.Generator:
@@ -76,7 +76,7 @@ def test_refinement_changes_graphs_for_some_seed(pipe):
 
 
 def test_refined_parsed_prompt(pipe, monkeypatch):
-    import scenegraph_diff.parsing as parsing
+    from scenegraph_diff import parsing
 
     monkeypatch.setattr(parsing, "parse_batch", lambda prompts: [GRAPHS[0] for _ in prompts])
     a = pipe("a cat on a dog", refine_graph_strength=0.5, graph_generator=_gen(4), generator=_gen(), **KW).images
