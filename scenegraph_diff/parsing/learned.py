@@ -142,15 +142,6 @@ def char_ngrams(word: str, buckets: int) -> list[int]:
     return [zlib.crc32(g.encode("utf-8")) % buckets for g in grams]
 
 
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    """In place: ``x <- 1 / (1 + exp(-x))`` via tanh (no overflow)."""
-    x *= 0.5
-    np.tanh(x, out=x)
-    x += 1.0
-    x *= 0.5
-    return x
-
-
 def _expected_shapes(c: TaggerConfig, num_tags: int) -> dict[str, tuple[int, ...]]:
     """The torch state-dict layout of :class:`~.model.SceneGraphTagger` for ``c``."""
     h, d, H = c.hidden, c.mention_dim, 2 * c.hidden
@@ -202,9 +193,13 @@ class NumpyTagger:
         self.lstm: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         for layer in range(c.layers):
             names = [f"l{layer}", f"l{layer}_reverse"]
-            w_ih = np.concatenate([s[f"lstm.weight_ih_{n}"][perm].T for n in names], axis=1)  # [E, 8h]
-            bias = np.concatenate([(s[f"lstm.bias_ih_{n}"] + s[f"lstm.bias_hh_{n}"])[perm] for n in names])  # [8h]
-            w_hh = np.stack([s[f"lstm.weight_hh_{n}"][perm].T for n in names])  # [2, h, 4h]
+            # Sigmoid gates pre-scaled by 1/2 (exact in floating point): sigmoid(x) = (tanh(x / 2) + 1) / 2,
+            # so one tanh call covers all four gates.
+            scale = np.ones(4 * h, dtype=np.float32)
+            scale[: 3 * h] = 0.5
+            w_ih = np.concatenate([s[f"lstm.weight_ih_{n}"][perm].T * scale for n in names], axis=1)  # [E, 8h]
+            bias = np.concatenate([(s[f"lstm.bias_ih_{n}"] + s[f"lstm.bias_hh_{n}"])[perm] * scale for n in names])
+            w_hh = np.stack([s[f"lstm.weight_hh_{n}"][perm].T * scale for n in names])  # [2, h, 4h]
             self.lstm.append((np.ascontiguousarray(w_ih), bias, np.ascontiguousarray(w_hh)))
         self._t = {k: np.ascontiguousarray(v.T) for k, v in s.items()
                    if k.endswith(".weight") and k not in ("word.weight", "chars.weight", "dist.weight")}
@@ -269,23 +264,29 @@ class NumpyTagger:
             steps = np.empty((2, len(xp), 4 * hd), dtype=np.float32)
             steps[0] = xp[:, : 4 * hd]
             steps[1] = xp[rev, 4 * hd :]
-            h = np.zeros((2, B, hd), dtype=np.float32)
             c = np.zeros((2, B, hd), dtype=np.float32)
             out = np.empty((2, len(xp), hd), dtype=np.float32)
-            for s in range(T):
-                n, o = int(active[s]), int(offs[s])
-                g = steps[:, o : o + n]
-                g += h[:, :n] @ w_hh  # [2, n, 4h]
-                sig = _sigmoid(g[..., : 3 * hd])
-                cand = np.tanh(g[..., 3 * hd :])
-                cs = c[:, :n]
-                cs *= sig[..., hd : 2 * hd]
-                cand *= sig[..., :hd]
-                cs += cand
-                hs = np.tanh(cs)
-                hs *= sig[..., 2 * hd :]
-                h[:, :n] = hs
-                out[:, o : o + n] = hs
+            tmp = np.empty((B, 4 * hd), dtype=np.float32)
+            for d in range(2):  # each direction on contiguous [n, 4h] blocks
+                g_all, c_d, out_d, w_d = steps[d], c[d], out[d], w_hh[d]
+                for s in range(T):
+                    n, o = int(active[s]), int(offs[s])
+                    g = g_all[o : o + n]
+                    if s:  # h_{s-1} of the n running captions = the first n rows of the previous block
+                        np.matmul(out_d[offs[s - 1] : offs[s - 1] + n], w_d, out=tmp[:n])
+                        g += tmp[:n]
+                    np.tanh(g, out=g)
+                    gates = g[:, : 3 * hd]  # i, f, o
+                    gates += 1.0
+                    gates *= 0.5
+                    cs = c_d[:n]
+                    cs *= g[:, hd : 2 * hd]
+                    cand = g[:, 3 * hd :]
+                    cand *= g[:, :hd]
+                    cs += cand
+                    hs = out_d[o : o + n]
+                    np.tanh(cs, out=hs)
+                    hs *= g[:, 2 * hd : 3 * hd]
             h_in = np.concatenate([out[0], out[1, rev]], axis=-1)  # [N, H], backward back in text order
         states = np.zeros((B, T, 2 * hd), dtype=np.float32)
         states[order[b_of], t_of] = h_in
@@ -328,8 +329,10 @@ class NumpyTagger:
 
 def _prefix(h: np.ndarray) -> np.ndarray:
     """Cumulative sums of ``h [B, T, H]`` over tokens with a leading zero row: ``[B, T+1, H]``."""
-    out = np.zeros((h.shape[0], h.shape[1] + 1, h.shape[2]), dtype=h.dtype)
-    np.cumsum(h, axis=1, out=out[:, 1:])
+    out = np.empty((h.shape[0], h.shape[1] + 1, h.shape[2]), dtype=h.dtype)
+    out[:, 0] = 0.0
+    for t in range(h.shape[1]):  # as cumsum(axis=1), but over whole [B, H] slices (much faster)
+        np.add(out[:, t], h[:, t], out=out[:, t + 1])
     return out
 
 
@@ -613,16 +616,18 @@ class LearnedParser:
             pbt, p1t, p2t = (np.array(x, dtype=np.int64) for x in (pb, p1, p2))
             logits = m.pair_logits(h, prefix, pbt, ms[p1t], me[p1t], ms[p2t], me[p2t], mvec[p1t], mvec[p2t])
             logits -= logits.max(-1, keepdims=True)
-            prob = np.exp(logits)
-            prob /= prob.sum(-1, keepdims=True)
-            best = prob[:, 1:].argmax(-1) + 1
-            keep = (prob[:, 0] < self.relation_threshold).tolist()
+            e = np.exp(logits, out=logits)  # softmax numerators; P(none) = e[:, 0] / sum
+            keep = (e[:, 0] / e.sum(-1) < self.relation_threshold).tolist()
+            best = e[:, 1:].argmax(-1) + 1
             copy = self.vocab.predicates.index(COPY) if COPY in self.vocab.predicates else -1
             alt = best.tolist()
-            if copy >= 0:
-                masked = prob[:, 1:].copy()
-                masked[:, copy - 1] = -1.0
-                alt = (masked.argmax(-1) + 1).tolist()
+            if copy >= 0:  # the best real predicate, for copies that find no words
+                rows = np.flatnonzero(best == copy)
+                if len(rows):
+                    masked = e[rows, 1:]
+                    masked[:, copy - 1] = -1.0
+                    for r, a in zip(rows.tolist(), (masked.argmax(-1) + 1).tolist()):
+                        alt[r] = a
             for k, (b, i, j, c) in enumerate(zip(pb, p1, p2, best.tolist())):
                 if keep[k]:
                     rel_pred.append((b, i - first[b], j - first[b], c, alt[k]))
