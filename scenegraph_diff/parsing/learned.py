@@ -240,9 +240,18 @@ class NumpyTagger:
         mask = np.arange(word_ids.shape[1])[None, :] < lengths[:, None]
         return self.lstm_states(self.embed(word_ids[mask], char_ids, char_offsets), lengths)
 
-    def lstm_states(self, x: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    def project(self, x: np.ndarray) -> np.ndarray:
+        """First-layer LSTM input projections ``[N, 8 h]`` (both directions, bias included) of inputs
+        ``x [N, E]``; a per-word function, so callers may cache it."""
+        w_ih, bias, _ = self.lstm[0]
+        xp = x @ w_ih
+        xp += bias
+        return xp
+
+    def lstm_states(self, x: np.ndarray, lengths: np.ndarray, projected: bool = False) -> np.ndarray:
         """BiLSTM states ``[B, T, H]`` (zeros at padding, ``T = max(lengths)``) of the token inputs
-        ``x [sum(lengths), E]`` (captions one after another)."""
+        ``x [sum(lengths), E]`` (captions one after another), or of their :meth:`project` ions
+        ``[sum(lengths), 8 h]`` when ``projected``."""
         lengths = np.asarray(lengths, dtype=np.int64)
         B, T, hd = len(lengths), int(lengths.max()), self.config.hidden
         # Packed as pack_padded_sequence: captions longest first, rows grouped by time step, so the
@@ -258,9 +267,12 @@ class NumpyTagger:
         rev_t = lens[b_of] - 1 - t_of
         rev = offs[rev_t] + b_of  # packed row of the same caption's mirrored token (an involution)
         h_in = x[src]
-        for w_ih, bias, w_hh in self.lstm:
-            xp = h_in @ w_ih  # [N, 8h]
-            xp += bias
+        for layer, (w_ih, bias, w_hh) in enumerate(self.lstm):
+            if layer == 0 and projected:
+                xp = h_in
+            else:
+                xp = h_in @ w_ih  # [N, 8h]
+                xp += bias
             steps = np.empty((2, len(xp), 4 * hd), dtype=np.float32)
             steps[0] = xp[:, : 4 * hd]
             steps[1] = xp[rev, 4 * hd :]
@@ -399,7 +411,7 @@ _SKIP_IN_PREDICATE = DETERMINERS | AUX | {",", ".", "'s"}
 _NOT_PREDICATES = frozenset({"and", "or", "but", "and then", ","})
 
 
-_INPUT_CACHE = 50_000  # words whose network inputs are kept (~33 MB)
+_INPUT_CACHE = 16_384  # words whose first-layer LSTM projections are kept (4 KB each: <= 64 MB)
 
 
 class _blas_threads:
@@ -551,10 +563,10 @@ class LearnedParser:
         feats = [self.featurizer.word(w) for w in words]
         offsets = np.cumsum([0] + [len(g) for _, g in feats[:-1]])
         char_ids = np.fromiter((i for _, g in feats for i in g), dtype=np.int64)
-        return m.embed(np.array([wid for wid, _ in feats], dtype=np.int64), char_ids, offsets)
+        return m.project(m.embed(np.array([wid for wid, _ in feats], dtype=np.int64), char_ids, offsets))
 
     def _token_inputs(self, m: NumpyTagger, words: list[str]) -> np.ndarray:
-        """Network inputs ``[len(words), E]``, cached per word (the n-gram mean is the costly part)."""
+        """First-layer LSTM projections ``[len(words), 8 h]`` of the words, cached per word."""
         if self._inputs_of is not m:  # new weights
             self._inputs_of, self._inputs = m, {}
         cache = self._inputs
@@ -570,8 +582,8 @@ class LearnedParser:
 
     def _decode(self, m: NumpyTagger, seqs: list[list[Token]]) -> list[dict]:
         words = [[t.lower for t in s] for s in seqs]
-        x = self._token_inputs(m, [w for s in words for w in s])  # [N, E]
-        h = m.lstm_states(x, np.array([len(s) for s in words], dtype=np.int64))  # [B, T, H]
+        x = self._token_inputs(m, [w for s in words for w in s])  # [N, 8h] first-layer projections
+        h = m.lstm_states(x, np.array([len(s) for s in words], dtype=np.int64), projected=True)  # [B, T, H]
         tags = m.tag_logits(h).argmax(-1).tolist()  # [B][T]
         prefix = _prefix(h)
         out: list[dict] = []
