@@ -18,6 +18,13 @@ from torch import Tensor, nn
 __all__ = ["GCNEncoder", "SAGEEncoder", "PureGCNEncoder", "gcn_norm_propagate", "sparse_dropout"]
 
 
+def _check_sizes(num_layers: int, hidden_channels: int) -> None:
+    if num_layers < 1:
+        raise ValueError(f"num_layers must be >= 1, got {num_layers}")
+    if hidden_channels < 1:
+        raise ValueError(f"hidden_channels must be >= 1, got {hidden_channels}")
+
+
 def sparse_dropout(x: Tensor, p: float, training: bool) -> Tensor:
     """Dropout on the stored values of a sparse COO tensor (dense tensors: plain dropout)."""
     if not training or p == 0.0:
@@ -60,10 +67,7 @@ class _HomoEncoder(nn.Module):
         norm: bool = False,
     ) -> None:
         super().__init__()
-        if num_layers < 1:
-            raise ValueError(f"num_layers must be >= 1, got {num_layers}")
-        if hidden_channels < 1:
-            raise ValueError(f"hidden_channels must be >= 1, got {hidden_channels}")
+        _check_sizes(num_layers, hidden_channels)
         self.in_channels, self.hidden_channels, self.num_layers = in_channels, hidden_channels, num_layers
         self.dropout, self.input_dropout, self.jk = dropout, input_dropout, jk
         self.lin = nn.Linear(in_channels, hidden_channels) if input_linear else None
@@ -159,10 +163,7 @@ class PureGCNEncoder(nn.Module):
     def __init__(self, in_channels: int, hidden_channels: int, num_layers: int = 1, dropout: float = 0.0,
                  input_dropout: float = 0.0, tail_dropout: float = 0.0, jk: bool = True) -> None:
         super().__init__()
-        if num_layers < 1:
-            raise ValueError(f"num_layers must be >= 1, got {num_layers}")
-        if hidden_channels < 1:
-            raise ValueError(f"hidden_channels must be >= 1, got {hidden_channels}")
+        _check_sizes(num_layers, hidden_channels)
         self.in_channels, self.hidden_channels, self.num_layers = in_channels, hidden_channels, num_layers
         self.dropout, self.input_dropout, self.tail_dropout, self.jk = dropout, input_dropout, tail_dropout, jk
         self.lin = nn.Linear(in_channels, hidden_channels)
