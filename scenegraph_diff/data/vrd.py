@@ -28,9 +28,48 @@ from ..graph.vocab import Vocabulary
 from .readers import Record, chain_records, iter_json_object
 from .shards import JobReport, Outcome, ShardWriter, run_job
 
-__all__ = ["VRDConfig", "prepare_vrd", "VRD_SPLITS"]
+__all__ = ["VRDConfig", "prepare_vrd", "read_vrd_images", "VRD_SPLITS"]
 
 VRD_SPLITS = ("train", "test")
+
+
+VRDObjectKey = tuple  # (category, x0, y0, x1, y1): one distinct object of an image, pixel box
+
+
+def read_vrd_images(
+    path: str | os.PathLike, num_predicates: int | None = None
+) -> list[tuple[str, list[VRDObjectKey], set[tuple[int, int, int]]]]:
+    """The per-image view shared by the tensor readers (link prediction, scene-graph diffusion).
+
+    Reads one ``annotations_{split}.json`` and returns, per image sorted by file name, the distinct
+    objects ``(category, x0, y0, x1, y1)`` in order of first appearance (VRD's ``[ymin, ymax, xmin, xmax]``
+    boxes reordered) and the distinct ``(subject index, object index, predicate id)`` triplets, self
+    pairs included. (:func:`prepare_vrd` keeps every relationship and splits self pairs instead.)
+
+    Raises:
+        ValueError: an empty box, or a predicate id outside ``[0, num_predicates)`` (names the image,
+            the relationship and the field).
+    """
+    path = Path(path)
+    raw = json.loads(path.read_text())
+    images = []
+    for name in sorted(raw):
+        nodes: dict[VRDObjectKey, int] = {}
+        trip: set[tuple[int, int, int]] = set()
+        for k, r in enumerate(raw[name]):
+            ids = []
+            for role in ("subject", "object"):
+                o = r[role]
+                y0, y1, x0, x1 = o["bbox"]
+                if not (x1 > x0 and y1 > y0):
+                    raise ValueError(f"{path.name}: {name}[{k}].{role}.bbox {o['bbox']} is empty")
+                ids.append(nodes.setdefault((int(o["category"]), x0, y0, x1, y1), len(nodes)))
+            p = int(r["predicate"])
+            if num_predicates is not None and not 0 <= p < num_predicates:
+                raise ValueError(f"{path.name}: {name}[{k}].predicate {p} out of range")
+            trip.add((ids[0], ids[1], p))
+        images.append((name, sorted(nodes, key=nodes.get), trip))
+    return images
 
 
 @dataclass(frozen=True)

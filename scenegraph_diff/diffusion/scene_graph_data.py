@@ -42,21 +42,13 @@ def load_vrd_graphs(data_root: str | Path, split: str) -> tuple[list[TypedGraph]
         raise FileNotFoundError(f"VRD annotations not found: {path}")
     objects = json.loads((root / "objects.json").read_text())
     predicates = json.loads((root / "predicates.json").read_text())
-    raw = json.loads(path.read_text())
+    from ..data.vrd import read_vrd_images
+
     out = []
-    for name in sorted(raw):
-        nodes: dict[tuple, int] = {}
-        trip = set()
-        for r in raw[name]:
-            ids = []
-            for role in ("subject", "object"):
-                y0, y1, x0, x1 = r[role]["bbox"]
-                ids.append(nodes.setdefault((int(r[role]["category"]), x0, y0, x1, y1), len(nodes)))
-            if ids[0] != ids[1]:
-                trip.add((ids[0], ids[1], int(r["predicate"]) + 1))
+    for name, keys, trip in read_vrd_images(path):
+        trip = {(s, o, p + 1) for s, o, p in trip if s != o}
         if not trip:
             continue
-        keys = sorted(nodes, key=nodes.get)
         out.append(TypedGraph(tuple(k[0] for k in keys), tuple(tuple(map(float, k[1:])) for k in keys),
                               frozenset(trip), name))
     return out, objects, predicates

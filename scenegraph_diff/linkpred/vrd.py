@@ -30,7 +30,6 @@ logits, to which the log frequency prior is added with a learned scale.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -88,25 +87,10 @@ class VRDImage:
 
 
 def _parse_split(path: Path) -> list[VRDImage]:
-    raw = json.loads(path.read_text())
+    from ..data.vrd import read_vrd_images
+
     images = []
-    for name in sorted(raw):
-        nodes: dict[tuple, int] = {}
-        trip: set[tuple[int, int, int]] = set()
-        for k, r in enumerate(raw[name]):
-            ids = []
-            for role in ("subject", "object"):
-                o = r[role]
-                y0, y1, x0, x1 = o["bbox"]  # VRD stores [ymin, ymax, xmin, xmax]
-                if not (x1 > x0 and y1 > y0):
-                    raise ValueError(f"{path.name}: {name}[{k}].{role}.bbox {o['bbox']} is empty")
-                key = (int(o["category"]), x0, y0, x1, y1)
-                ids.append(nodes.setdefault(key, len(nodes)))
-            p = int(r["predicate"])
-            if not 0 <= p < NUM_PREDICATES:
-                raise ValueError(f"{path.name}: {name}[{k}].predicate {p} out of range")
-            trip.add((ids[0], ids[1], p))
-        keys = sorted(nodes, key=nodes.get)
+    for name, keys, trip in read_vrd_images(path, NUM_PREDICATES):
         classes = torch.tensor([k[0] for k in keys], dtype=torch.long)
         boxes = torch.tensor([k[1:] for k in keys], dtype=torch.float).reshape(-1, 4)
         t = torch.tensor(sorted(trip), dtype=torch.long).reshape(-1, 3)
