@@ -183,7 +183,7 @@ def _add_parse(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--backend", default="auto", choices=["auto", "learned", "rules"],
                    help="auto = learned parser if its weights are bundled, else rules")
     p.add_argument("--batch-size", type=int, default=256)
-    _add_threads(p)
+    p.add_argument("--threads", type=int, default=1, help="BLAS threads of the learned parser (default 1)")
 
 
 def _run_parse(args: argparse.Namespace) -> int:
@@ -193,9 +193,14 @@ def _run_parse(args: argparse.Namespace) -> int:
         raise CLIError("nothing to parse: give texts as arguments or --input FILE")
     if args.batch_size < 1:
         raise CLIError(f"--batch-size must be >= 1, got {args.batch_size}")
-    _set_threads(args.threads)
+    if args.threads < 1:
+        raise CLIError(f"--threads must be >= 1, got {args.threads}")
     from .graph import write_jsonl
-    from .parsing import parse_batch
+    from .parsing import _default_parser, parse_batch
+
+    parser = _default_parser(args.backend)  # torch-free (numpy): no torch import, so no _set_threads
+    if hasattr(parser, "num_threads"):
+        parser.num_threads = args.threads
     from .parsing.io import read_texts
 
     try:

@@ -121,3 +121,11 @@ def test_bundled_weights_match_torch():
     h_n = parser.model.encode(*arrays)
     np.testing.assert_allclose(h_n, h_t, atol=1e-5)
     assert (parser.model.tag_logits(h_n).argmax(-1) == model.tagger(torch.from_numpy(h_t)).argmax(-1).numpy()).all()
+
+
+def test_parse_command_does_not_import_torch():
+    code = ("import sys; from scenegraph_diff.cli import main; rc = main(['parse', 'a cat on a mat', '--threads', '1']); "
+            "assert rc == 0 and 'torch' not in sys.modules, 'torch imported'")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert '"name": "cat"' in out.stdout
