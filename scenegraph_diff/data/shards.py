@@ -405,27 +405,36 @@ def _pooled(
 ) -> Iterator[tuple[tuple[int, Any, bool], list[Outcome]]]:
     """Convert batches with ``workers - 1`` pool processes *and* this one, yielding results in input order.
 
-    Batches go to the pool while fewer than ``2 (workers - 1)`` are outstanding there; otherwise this
+    Batches go to the pool while fewer than ``2 (workers - 1)`` are outstanding there (twice that while a
+    chunk end is queued, so the pool stays busy while the caller writes the chunk); otherwise this
     process converts the next batch itself, so ``workers`` processes stay busy (none only coordinating)
-    and the balance adapts to how fast each side is. At most ``4 workers`` batches are held (bounded memory).
+    and the balance adapts to how fast each side is. The last batch is converted here (no idle wait at
+    the end). At most ``4 workers`` batches are held (bounded memory).
     """
     queue: deque[tuple[tuple[int, Any, bool], Any, bool]] = deque()  # (meta, result or AsyncResult, is async)
     in_pool = 0
+    ends_queued = 0
     pool_limit = 2 * (workers - 1)
 
     def retire(block: bool) -> Iterator[tuple[tuple[int, Any, bool], list[Outcome]]]:
-        nonlocal in_pool
+        nonlocal in_pool, ends_queued
         while queue and (block or not queue[0][2] or queue[0][1].ready()):
             meta, res, is_async = queue.popleft()
             if is_async:
                 res = res.get()
                 in_pool -= 1
+            ends_queued -= meta[2]
             yield meta, res
             block = False
 
-    for batch, consumed, position, end in batches:
+    items = iter(batches)
+    nxt = next(items, None)
+    while nxt is not None:
+        batch, consumed, position, end = nxt
+        nxt = next(items, None)
         meta = (consumed, position, end)
-        if in_pool < pool_limit:
+        ends_queued += end
+        if in_pool < pool_limit * (2 if ends_queued else 1) and nxt is not None:
             queue.append((meta, pool.apply_async(convert_batch, (batch,)), True))
             in_pool += 1
         else:
@@ -475,7 +484,11 @@ def run_job(
             import multiprocessing as mp
 
             ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+            import gc
+
+            gc.freeze()  # objects loaded so far (e.g. a parser) stay shared with the forked workers
             pool = ctx.Pool(workers - 1)
+            gc.unfreeze()
             results: Iterable[tuple[tuple[int, Any, bool], list[Outcome]]] = _pooled(batches, convert_batch, pool, workers)
         else:
             results = (((consumed, position, end), convert_batch(batch)) for batch, consumed, position, end in batches)
