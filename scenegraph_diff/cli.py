@@ -253,6 +253,11 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
                                                   "ShapesPipeline folder (default: the bundled shapes model)")
     p.add_argument("--scale", type=int, default=1, help="nearest-neighbour upscaling of the PNGs (default 1)")
     p.add_argument("--parser", default="auto", help="parser backend: auto, learned or rules (default auto)")
+    p.add_argument("--graph-refiner", default=None, metavar="DIR",
+                   help="a saved SceneGraphRefiner (e.g. the --model-dir of benchmarks/scene_graph_unconditional.py): "
+                        "refine the parsed graphs (SDEdit) before generating")
+    p.add_argument("--refine-strength", type=float, default=0.3, help="fraction re-masked by the refiner (default 0.3)")
+    p.add_argument("--refine-steps", type=int, default=5, help="refiner network evaluations (default 5)")
     _add_threads(p)
 
 
@@ -276,7 +281,9 @@ def _run_generate(args: argparse.Namespace) -> int:
 
     try:
         config = GenerateConfig(prompts=tuple(prompts), out=args.out, num_images=args.num_images, seed=args.seed,
-                                steps=args.steps, model=args.model, scale=args.scale, parser_backend=args.parser)
+                                steps=args.steps, model=args.model, scale=args.scale, parser_backend=args.parser,
+                                graph_refiner=args.graph_refiner, refine_strength=args.refine_strength,
+                                refine_steps=args.refine_steps)
     except ValueError as e:
         raise CLIError(str(e)) from None
     with tqdm(total=len(prompts), desc="generate", file=sys.stderr, disable=len(prompts) < 50) as bar:

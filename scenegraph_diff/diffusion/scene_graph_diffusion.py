@@ -21,8 +21,7 @@ their endpoints every layer.
 from __future__ import annotations
 
 import math
-import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import torch
@@ -173,10 +172,19 @@ def _pair_valid(node_mask: Tensor) -> Tensor:
 
 
 class TypedDiffusion:
-    """Absorbing-state diffusion over a :class:`SceneGraphDenoiser` (loss, sampling, completion, refinement)."""
+    """Absorbing-state diffusion over a :class:`SceneGraphDenoiser` (loss, sampling, completion, refinement).
 
-    def __init__(self, model: SceneGraphDenoiser) -> None:
+    Args:
+        model: the denoiser.
+        banned_classes: object class ids never sampled (e.g. ``(0,)``: the vocabulary's ``<unk>``).
+        banned_edge_states: edge states never sampled (e.g. ``(1,)``: predicate ``<unk>``; 0 = no edge).
+    """
+
+    def __init__(self, model: SceneGraphDenoiser, banned_classes: Sequence[int] = (),
+                 banned_edge_states: Sequence[int] = ()) -> None:
         self.model = model
+        self.banned_classes = tuple(banned_classes)
+        self.banned_edge_states = tuple(banned_edge_states)
 
     # ---------------------------------------------------------------- training
     def loss(self, batch: TypedGraphBatch, generator: torch.Generator | None = None, node_weight: float = 0.2,
@@ -229,6 +237,10 @@ class TypedDiffusion:
         for s in range(num_steps):
             t = torch.full((B,), 1.0 - s / num_steps)
             nl, el = m(cls, edg, batch.node_mask, batch.boxes, batch.has_box, t)
+            if self.banned_classes:
+                nl = nl.index_fill(-1, torch.tensor(self.banned_classes), -1e9)
+            if self.banned_edge_states:
+                el = el.index_fill(-1, torch.tensor(self.banned_edge_states), -1e9)
             if edge_log_prior is not None:
                 el = el + edge_log_prior
             if require_edge is not None:

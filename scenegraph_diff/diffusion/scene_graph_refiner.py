@@ -18,7 +18,7 @@ from typing import Sequence
 import torch
 
 from ..graph.scene_graph import SceneGraph
-from ..graph.vocab import Vocabulary
+from ..graph.vocab import UNK, Vocabulary
 from .scene_graph_data import collate_typed, scene_graphs_to_typed, typed_to_scene_graphs
 from .scene_graph_diffusion import SceneGraphDenoiser, TypedDiffusion, TypedGraphBatch
 
@@ -32,7 +32,8 @@ class SceneGraphRefiner:
         if model.config.num_classes != vocab.num_objects or model.config.num_predicates != vocab.num_predicates:
             raise ValueError(f"model sizes ({model.config.num_classes} classes, {model.config.num_predicates} predicates) "
                              f"do not match the vocabulary ({vocab.num_objects}, {vocab.num_predicates})")
-        self.diffusion = TypedDiffusion(model.eval())
+        # Never sample <unk> (id 0 of every vocabulary table; edge state p + 1 is predicate p).
+        self.diffusion = TypedDiffusion(model.eval(), banned_classes=(0,), banned_edge_states=(1,))
         self.vocab = vocab
         self.node_counts = [int(n) for n in node_counts]
 
@@ -47,7 +48,11 @@ class SceneGraphRefiner:
             objs = tuple(type(x)(g.objects[i].name if self.vocab.index("object", g.objects[i].name) ==
                                  self.vocab.index("object", x.name) else x.name, g.objects[i].attributes, x.box)
                          for i, x in enumerate(o.objects))
-            res.append(SceneGraph(objs, o.relations, text=getattr(g, "text", None)))
+            # a kept out-of-vocabulary predicate (<unk>) gets its input label back
+            given = {(r.subject, r.object): r.predicate for r in reversed(g.relations)}
+            rels = tuple(r if r.predicate != UNK else type(r)(r.subject, given[(r.subject, r.object)], r.object)
+                         for r in o.relations if r.predicate != UNK or (r.subject, r.object) in given)
+            res.append(SceneGraph(objs, rels, text=getattr(g, "text", None)))
         return res
 
     @torch.no_grad()

@@ -109,3 +109,26 @@ def test_refiner_save_load_complete_and_refine(tmp_path):
     assert same[0].triplets() == gs[0].triplets()
     samples = ref.sample(3, num_steps=2, generator=torch.Generator().manual_seed(0))
     assert len(samples) == 3 and all(1 <= s.num_objects <= 3 for s in samples)
+
+
+def test_refiner_never_emits_unk_and_keeps_unknown_labels():
+    from scenegraph_diff.diffusion.scene_graph_refiner import SceneGraphRefiner
+
+    train = [SceneGraph.from_triplets([("cat", "on", "mat"), ("dog", "near", "cat")])]
+    vocab = Vocabulary.from_graphs(train)
+    torch.manual_seed(0)
+    model = SceneGraphDenoiser(vocab.num_objects, vocab.num_predicates, hidden=16, num_layers=1, heads=2)
+    with torch.no_grad():  # make <unk> the model's favourite class and predicate (edge state 1)
+        model.node_out.bias[0] = 50.0
+        model.edge_out[1].bias[1] = 50.0
+    ref = SceneGraphRefiner(model, vocab, [2, 3])
+    # "zebra" and "riding" are out of vocabulary (<unk> inside the model)
+    gs = [SceneGraph.from_triplets([("zebra", "riding", "cat"), ("cat", "on", "mat")])]
+    for seed in range(5):
+        for out in (ref.refine(gs, strength=1.0, num_steps=3, generator=torch.Generator().manual_seed(seed)),
+                    ref.sample(4, num_steps=3, generator=torch.Generator().manual_seed(seed)),
+                    ref.complete(gs, num_steps=3)):
+            for g in out:
+                assert "<unk>" not in [o.name for o in g.objects] + [p for _, p, _ in g.triplets()]
+    kept = ref.complete(gs, num_steps=2)[0]  # known entries stay: the OOV labels come back
+    assert ("zebra", "riding", "cat") in kept.triplets()

@@ -86,3 +86,27 @@ def test_generate_with_a_stable_diffusion_folder(tmp_path, capsys) -> None:
     assert img.ndim == 3 and img.shape[-1] == 3
     assert SceneGraph.from_json((tmp_path / "o" / "00000.json").read_text()).triplets() == [
         ("circle", "left of", "square")]
+
+
+def test_generate_with_graph_refiner(tiny_model: str, tmp_path, capsys) -> None:
+    from scenegraph_diff.diffusion import SceneGraphDenoiser, SceneGraphRefiner
+    from scenegraph_diff.graph import Vocabulary
+
+    graphs = [SceneGraph.from_triplets([("circle", "left of", "square"), ("square", "above", "triangle")])]
+    vocab = Vocabulary.from_graphs(graphs)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = SceneGraphDenoiser(vocab.num_objects, vocab.num_predicates, hidden=16, num_layers=1, heads=2)
+    SceneGraphRefiner(model, vocab, [2, 3]).save_pretrained(tmp_path / "refiner")
+    prompt = "a red circle to the left of a blue square"
+    args = ["generate", prompt, "--model", tiny_model, "--steps", "2", "--parser", "rules",
+            "--graph-refiner", str(tmp_path / "refiner"), "--refine-strength", "1.0", "--refine-steps", "2"]
+    assert main([*args, "--out", str(tmp_path / "a")]) == 0 and main([*args, "--out", str(tmp_path / "b")]) == 0
+    capsys.readouterr()
+    a = SceneGraph.from_json((tmp_path / "a" / "00000.json").read_text())
+    assert a == SceneGraph.from_json((tmp_path / "b" / "00000.json").read_text())  # seeded
+    assert a.text == prompt and a.num_objects == 2
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "a" / "00000.png")),
+                          np.asarray(Image.open(tmp_path / "b" / "00000.png")))
+    assert main([*args[:-4], "--refine-strength", "0", "--out", str(tmp_path / "c")]) == 2
+    assert "refine_strength must be in (0, 1], got 0.0" in capsys.readouterr().err
