@@ -481,6 +481,7 @@ def _add_linkpred(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--only", nargs="+", default=None, metavar="ROW", help="run only these model rows")
     p.add_argument("--seeds", default=None, help="override the seeds, e.g. 0,1,2")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:N or auto (default: the config's device, else cpu)")
     _add_threads(p)
 
 
@@ -500,6 +501,8 @@ def _run_linkpred(args: argparse.Namespace) -> int:
         overrides = {"threads": args.threads}
         if args.seeds is not None:
             overrides["seeds"] = tuple(int(s) for s in args.seeds.split(",") if s.strip())
+        if args.device is not None:
+            overrides["device"] = args.device
         cfg = dataclasses.replace(cfg, **overrides)
     except (ValueError, TypeError, yaml.YAMLError) as e:
         raise CLIError(f"{path}: {e}".splitlines()[0]) from None
