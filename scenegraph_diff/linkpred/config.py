@@ -138,6 +138,10 @@ class LinkPredConfig:
             kept out of the training message-passing graph (PyG ``RandomLinkSplit``).
         hits_k: the K of the reported Hits@K.
         threads: torch intra-op threads.
+        device: ``cpu``, ``cuda``, ``cuda:N`` or ``auto`` (CUDA when available). Under ``torchrun``
+            ``cuda`` means ``cuda:LOCAL_RANK``. Like ``threads`` it is not part of a row's identity:
+            a sweep resumed on another device reuses the finished seeds. Splits and negatives are
+            drawn on the CPU, so they are the same on every device.
         report: the metric columns of ``results.md`` (all when empty; ``summary.json`` has all).
     """
 
@@ -152,6 +156,7 @@ class LinkPredConfig:
     disjoint_train_ratio: float = 0.0
     hits_k: tuple[int, ...] = (20, 50, 100)
     threads: int = 1
+    device: str = "cpu"
     report: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
@@ -166,6 +171,13 @@ class LinkPredConfig:
             raise ValueError("seeds: at least one seed is needed")
         if self.threads < 1:
             raise ValueError(f"threads must be >= 1, got {self.threads}")
+        from .runner import resolve_device
+
+        if self.device not in ("cpu", "auto"):
+            try:
+                resolve_device(self.device)
+            except RuntimeError:  # a well-formed CUDA device on a machine without one: fails when run
+                pass
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "LinkPredConfig":

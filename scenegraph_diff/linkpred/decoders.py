@@ -81,21 +81,9 @@ def common_neighbors(edge_index: Tensor, num_nodes: int, pairs: Tensor) -> tuple
     (query, common neighbour) incidence, so ``index_add(pair_id, h[node])`` sums the CN embeddings.
     Cost is ``O(Σ deg(i) + deg(j))`` (no dense ``[B, N]`` matrix).
     """
-    row, col = edge_index
-    order = torch.argsort(row * num_nodes + col)
-    row, col = row[order], col[order]
-    deg = torch.bincount(row, minlength=num_nodes)
-    rowptr = torch.zeros(num_nodes + 1, dtype=torch.long)
-    rowptr[1:] = torch.cumsum(deg, 0)
-
-    def expand(nodes: Tensor) -> tuple[Tensor, Tensor]:
-        d = deg[nodes]  # [B]
-        pid = torch.repeat_interleave(torch.arange(nodes.numel()), d)
-        start = torch.repeat_interleave(rowptr[nodes] - (torch.cumsum(d, 0) - d), d)
-        return pid, col[start + torch.arange(pid.numel())]
-
-    p1, n1 = expand(pairs[0])
-    p2, n2 = expand(pairs[1])
+    csr = _CSR(edge_index, num_nodes)
+    p1, n1 = csr.expand(pairs[0])
+    p2, n2 = csr.expand(pairs[1])
     k2 = p2 * num_nodes + n2
     mask = torch.isin(p1 * num_nodes + n1, k2)
     return p1[mask], n1[mask]
@@ -147,29 +135,31 @@ class _CSR:
         order = torch.argsort(row * num_nodes + col)
         self.col = col[order]
         self.deg = torch.bincount(row, minlength=num_nodes)
-        self.rowptr = torch.zeros(num_nodes + 1, dtype=torch.long)
+        self.rowptr = torch.zeros(num_nodes + 1, dtype=torch.long, device=row.device)
         self.rowptr[1:] = torch.cumsum(self.deg, 0)
         self.num_nodes = num_nodes
 
     def expand(self, nodes: Tensor) -> tuple[Tensor, Tensor]:
         """``(query_id [C], neighbour [C])``: one entry per neighbour of each of ``nodes [B]``."""
         d = self.deg[nodes]
-        pid = torch.repeat_interleave(torch.arange(nodes.numel()), d)
+        pid = torch.repeat_interleave(torch.arange(nodes.numel(), device=nodes.device), d)
         start = torch.repeat_interleave(self.rowptr[nodes] - (torch.cumsum(d, 0) - d), d)
-        return pid, self.col[start + torch.arange(pid.numel())]
+        return pid, self.col[start + torch.arange(pid.numel(), device=nodes.device)]
 
 
 def _cap_per_query(pid: Tensor, cap: int, generator: torch.Generator | None = None) -> Tensor:
     """Boolean mask keeping at most ``cap`` random entries per query id (``cap <= 0``: keep all)."""
     if cap <= 0 or pid.numel() == 0:
         return torch.ones_like(pid, dtype=torch.bool)
-    r = torch.rand(pid.numel(), generator=generator)
+    r = torch.rand(pid.numel(), generator=generator, device=generator.device if generator is not None else pid.device)
+    r = r.to(pid.device)
     order = torch.argsort(pid.to(torch.float64) + r.to(torch.float64) * 0.5)  # by query, random within
     sp = pid[order]
     first = torch.ones_like(sp, dtype=torch.bool)
     first[1:] = sp[1:] != sp[:-1]
-    start = torch.cummax(torch.where(first, torch.arange(sp.numel()), torch.zeros_like(sp)), 0).values
-    rank = torch.arange(sp.numel()) - start
+    ar = torch.arange(sp.numel(), device=sp.device)
+    start = torch.cummax(torch.where(first, ar, torch.zeros_like(sp)), 0).values
+    rank = ar - start
     keep = torch.zeros_like(pid, dtype=torch.bool)
     keep[order] = rank < cap
     return keep

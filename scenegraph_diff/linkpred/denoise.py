@@ -23,7 +23,7 @@ __all__ = ["RelationViewDenoiser"]
 def _timestep_embedding(s: Tensor, dim: int) -> Tensor:
     """Sinusoidal embedding ``[B] -> [B, dim]``."""
     half = dim // 2
-    freqs = torch.exp(-math.log(10000.0) * torch.arange(half, dtype=torch.float) / max(half, 1))
+    freqs = torch.exp(-math.log(10000.0) * torch.arange(half, dtype=torch.float, device=s.device) / max(half, 1))
     ang = s.float().unsqueeze(1) * freqs.unsqueeze(0)
     return torch.cat([ang.sin(), ang.cos()], dim=1)
 
@@ -70,11 +70,12 @@ class RelationViewDenoiser(nn.Module):
         z = self._aux_view(h, edge_index_dict)  # [N_t, D]
         n = z.size(0)
         if self.training:
-            s = torch.randint(1, self.steps + 1, (n,), generator=generator)
+            gdev = generator.device if generator is not None else z.device
+            s = torch.randint(1, self.steps + 1, (n,), generator=generator, device=gdev).to(z.device)
             ab = self.alpha_bar[s].unsqueeze(1)
-            z_s = ab.sqrt() * z + (1 - ab).sqrt() * torch.randn(z.shape, generator=generator)
+            z_s = ab.sqrt() * z + (1 - ab).sqrt() * torch.randn(z.shape, generator=generator, device=gdev).to(z.device)
         else:
-            s = torch.zeros(n, dtype=torch.long)
+            s = torch.zeros(n, dtype=torch.long, device=z.device)
             z_s = z
         z_hat = self.denoiser(torch.cat([z_s, _timestep_embedding(s, self.channels)], 1))
         target = h[self.node_type].detach()

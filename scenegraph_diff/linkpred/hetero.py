@@ -121,7 +121,7 @@ class HeteroEncoder(nn.Module):
                 continue
             ei = edge_index_dict[et]
             eis.append(torch.stack([ei[0] + offsets[et[0]], ei[1] + offsets[et[2]]]))
-            ets.append(torch.full((ei.size(1),), r, dtype=torch.long))
+            ets.append(torch.full((ei.size(1),), r, dtype=torch.long, device=ei.device))
         ei, et = torch.cat(eis, 1), torch.cat(ets)
         for i, conv in enumerate(self.convs):
             x = conv(x, ei, et)

@@ -12,8 +12,8 @@ Layout of an output folder::
   for that state. ``patience`` evaluations without improvement stop training early.
 * Resume: a (row, seed) whose JSON exists with the same row config is skipped; a JSON with a
   different config is an error (delete it or use another output folder).
-* Distributed: under ``torchrun --nproc_per_node K`` (``WORLD_SIZE`` > 1) a gloo process group is
-  started, the model is wrapped in ``DistributedDataParallel`` and each rank trains on its share of
+* Distributed: under ``torchrun --nproc_per_node K`` (``WORLD_SIZE`` > 1) a process group (gloo on
+  CPU, nccl with ``device: cuda``, one GPU per rank) is started, the model is wrapped in ``DistributedDataParallel`` and each rank trains on its share of
   every batch (gradients are averaged, so one step matches a single-process step on the whole batch);
   every rank evaluates the same full graph and only rank 0 writes files.
 * Randomness: the split and negatives come from ``torch.Generator`` seeded with the run's seed; parameter
@@ -39,7 +39,7 @@ from torch import nn
 
 from .config import LinkPredConfig, ModelConfig
 
-__all__ = ["run_sweep", "run_seed", "fit", "aggregate", "load_task_data", "markdown_table"]
+__all__ = ["run_sweep", "run_seed", "fit", "aggregate", "load_task_data", "markdown_table", "resolve_device"]
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +59,25 @@ def _versions() -> dict[str, str]:
     }
 
 
+def resolve_device(spec: str) -> torch.device:
+    """``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"`` -> a concrete ``torch.device``.
+
+    ``auto`` picks CUDA when available; under ``torchrun`` a bare ``cuda`` means ``cuda:LOCAL_RANK``.
+    Raises ``RuntimeError`` naming the value when CUDA is asked for but not available.
+    """
+    if not isinstance(spec, str) or not (spec in ("cpu", "cuda", "auto") or
+                                         (spec.startswith("cuda:") and spec[5:].isdigit())):
+        raise ValueError(f"device must be 'cpu', 'cuda', 'cuda:N' or 'auto', got {spec!r}")
+    if spec == "auto":
+        spec = "cuda" if torch.cuda.is_available() else "cpu"
+    if spec.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise RuntimeError(f"device={spec!r} but CUDA is not available (use 'cpu' or 'auto')")
+        if spec == "cuda":
+            spec = f"cuda:{int(os.environ.get('LOCAL_RANK', torch.cuda.current_device()))}"
+    return torch.device(spec)
+
+
 def _dist() -> tuple[int, int]:
     """(rank, world size) of an initialised process group, else (0, 1)."""
     if torch.distributed.is_available() and torch.distributed.is_initialized():
@@ -74,7 +93,9 @@ def fit(task: Any, m: ModelConfig, select_metric: str, seed: int, rank: int = 0,
     """
     model: nn.Module = task.model
     if world > 1:
-        model = nn.parallel.DistributedDataParallel(model, find_unused_parameters=True)  # hetero layers may skip some
+        dev = next(iter(model.parameters()), torch.empty(0)).device
+        model = nn.parallel.DistributedDataParallel(  # hetero layers may skip some parameters
+            model, device_ids=[dev.index] if dev.type == "cuda" else None, find_unused_parameters=True)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.Adam(task.param_groups(model), weight_decay=m.weight_decay) if params else None
     gen = torch.Generator().manual_seed(seed * 1000 + 17 + rank)  # batches/negatives (per rank)
@@ -162,11 +183,14 @@ def run_seed(cfg: LinkPredConfig, m: ModelConfig, data: Any, seed: int) -> dict[
     from .tasks import TASK_CLASSES
 
     rank, world = _dist()
+    device = resolve_device(cfg.device)
     t0 = time.perf_counter()
-    with torch.random.fork_rng(devices=[]):
+    with torch.random.fork_rng(devices=[device.index] if device.type == "cuda" else []):
         torch.manual_seed(seed)
-        task = TASK_CLASSES[cfg.task].build(cfg, m, data, seed, rank, world)
+        task = TASK_CLASSES[cfg.task].build(cfg, m, data, seed, rank, world, device=device)
         out = fit(task, m, cfg.select_metric, seed, rank, world)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
     out["timings"]["total_s"] = time.perf_counter() - t0
     return {
         "model": m.name,
@@ -177,6 +201,7 @@ def run_seed(cfg: LinkPredConfig, m: ModelConfig, data: Any, seed: int) -> dict[
         **out,
         "world_size": world,
         "threads": torch.get_num_threads(),
+        "device": str(device) + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""),
         "versions": _versions(),
     }
 
@@ -188,6 +213,7 @@ def _row_config(cfg: LinkPredConfig, m: ModelConfig) -> dict[str, Any]:
     d.pop("models")
     d.pop("seeds")
     d.pop("threads")
+    d.pop("device")
     d.pop("report")
     d["model"] = m.__dict__.copy()
     return json.loads(json.dumps(d))
@@ -286,7 +312,7 @@ def run_sweep(cfg: LinkPredConfig, out_dir: str | Path, data_root: str | Path | 
     """
     from tqdm.auto import tqdm
 
-    _maybe_init_distributed()
+    _maybe_init_distributed(cfg.device)
     rank, world = _dist()
     out = Path(out_dir)
     rows = [m for m in cfg.models if only is None or m.name in only]
@@ -332,6 +358,10 @@ def run_sweep(cfg: LinkPredConfig, out_dir: str | Path, data_root: str | Path | 
     return aggregate(out, [m.name for m in cfg.models], cfg.report) if rank == 0 else {}
 
 
-def _maybe_init_distributed() -> None:
+def _maybe_init_distributed(device: str = "cpu") -> None:
+    """Under ``torchrun``: a process group, nccl when the sweep runs on CUDA, else gloo."""
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.distributed.is_initialized():
-        torch.distributed.init_process_group("gloo")
+        cuda = resolve_device(device).type == "cuda"
+        if cuda:
+            torch.cuda.set_device(resolve_device(device))
+        torch.distributed.init_process_group("nccl" if cuda else "gloo")

@@ -82,9 +82,11 @@ class PlanetoidTask:
     model: nn.Module
     rank: int = 0
     world: int = 1
+    device: torch.device = torch.device("cpu")
 
     @classmethod
-    def build(cls, cfg: LinkPredConfig, m: ModelConfig, data: Any, seed: int, rank: int = 0, world: int = 1) -> "PlanetoidTask":
+    def build(cls, cfg: LinkPredConfig, m: ModelConfig, data: Any, seed: int, rank: int = 0, world: int = 1,
+              device: torch.device | str = "cpu") -> "PlanetoidTask":
         g = torch.Generator().manual_seed(seed)
         split = random_link_split(data.edge_index, data.num_nodes, cfg.val_ratio, cfg.test_ratio, generator=g)
         if m.encoder not in HOMO_ENCODERS:
@@ -97,7 +99,9 @@ class PlanetoidTask:
                 data.num_features, m.hidden, num_layers=m.num_layers, dropout=m.dropout, input_dropout=m.input_dropout,
                 input_linear=m.input_linear, jk=m.jk, norm=m.norm,
             )
-        return cls(cfg, m, split, data.x.to_sparse().coalesce(), LinkModel(enc, make_decoder(m)), rank, world)
+        device = torch.device(device)
+        return cls(cfg, m, split, data.x.to_sparse().coalesce().to(device), LinkModel(enc, make_decoder(m)).to(device),
+                   rank, world, device)
 
     def __post_init__(self) -> None:
         self._exclude = self.split.train_exclude_keys()
@@ -127,22 +131,26 @@ class PlanetoidTask:
         if self.m.decoder_edge_dropout > 0:
             und = mp[:, mp[0] < mp[1]]  # each undirected edge once
             keep = torch.rand(und.size(1), generator=generator) >= self.m.decoder_edge_dropout
-            dec_mp = to_undirected(und[:, keep])
-        logits = model(self.x, mp, torch.cat([pos, neg], 1), dec_mp)
+            dec_mp = to_undirected(und[:, keep]).to(self.device)
+        # Sampling ran on the CPU (same draws on every device); the model sees device tensors.
+        dev = self.device
+        logits = model(self.x, mp.to(dev), torch.cat([pos, neg], 1).to(dev), dec_mp)
         return bce_loss(logits[: pos.size(1)], logits[pos.size(1) :])
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module, stage: str) -> dict[str, float]:
         core = model.module if hasattr(model, "module") else model
         s = self.split
-        mp = s.message_passing_edges(stage, with_val=self.cfg.test_with_val_edges)
+        dev = self.device
+        mp = s.message_passing_edges(stage, with_val=self.cfg.test_with_val_edges).to(dev)
         pos, neg = (s.val_pos, s.val_neg) if stage == "val" else (s.test_pos, s.test_neg)
+        pos, neg = pos.to(dev), neg.to(dev)
         h = core.encoder(self.x, mp)
         out = evaluate_scores(core.decoder(h, pos, mp), core.decoder(h, neg, mp), self.cfg.hits_k)
         if stage == "test" and not self.cfg.test_with_val_edges:
             # The same model tested on the OGB-collab convention (validation edges joined to the test
             # graph), reported under "valmp/<metric>"; the protocol's number stays "<metric>".
-            mp = s.message_passing_edges(stage, with_val=True)
+            mp = s.message_passing_edges(stage, with_val=True).to(dev)
             h = core.encoder(self.x, mp)
             extra = evaluate_scores(core.decoder(h, pos, mp), core.decoder(h, neg, mp), self.cfg.hits_k)
             out.update({f"valmp/{k}": v for k, v in extra.items()})
@@ -180,7 +188,7 @@ class HeteroLinkModel(nn.Module):
         n_src = h[src].size(0)
         hh = torch.cat([h[src], h[dst]], 0)  # [N_src + N_dst, D]
         p = torch.stack([pairs[0], pairs[1] + n_src])
-        return self.decoder(hh, p, None, torch.full((p.size(1),), rel, dtype=torch.long))
+        return self.decoder(hh, p, None, torch.full((p.size(1),), rel, dtype=torch.long, device=p.device))
 
     def forward(self, x_dict: dict, edge_index_dict: dict, targets: list[tuple[tuple, int, Tensor]]) -> tuple[list[Tensor], Tensor]:
         """Scores of each ``(edge_type, rel, pairs)`` target and the auxiliary loss (0 without denoiser)."""
@@ -202,13 +210,15 @@ class HeteroLinkTask:
     model: nn.Module
     rank: int = 0
     world: int = 1
+    device: torch.device = torch.device("cpu")
 
     TARGETS = (("movie", "to", "director"), ("movie", "to", "actor"))
     REVERSE = (("director", "to", "movie"), ("actor", "to", "movie"))
     SHORT = {("movie", "to", "director"): "md", ("movie", "to", "actor"): "ma"}
 
     @classmethod
-    def build(cls, cfg: LinkPredConfig, m: ModelConfig, data: Any, seed: int, rank: int = 0, world: int = 1) -> "HeteroLinkTask":
+    def build(cls, cfg: LinkPredConfig, m: ModelConfig, data: Any, seed: int, rank: int = 0, world: int = 1,
+              device: torch.device | str = "cpu") -> "HeteroLinkTask":
         from .denoise import RelationViewDenoiser
         from .hetero import HeteroEncoder
         from .splits import hetero_link_split
@@ -218,16 +228,17 @@ class HeteroLinkTask:
         in_ch = {t: data[t].x.size(1) for t in data.node_types}
         enc = HeteroEncoder(m.encoder, data.metadata(), in_ch, m.hidden, m.num_layers, m.heads, m.dropout)
         den = RelationViewDenoiser(m.hidden, ("movie", "to", "actor"), "movie", weight=m.denoise_weight) if m.denoise else None
-        model = HeteroLinkModel(enc, make_decoder(m, num_relations=len(cls.TARGETS)), den)
-        x_dict = {t: data[t].x.to_sparse().coalesce() for t in data.node_types}
-        return cls(cfg, m, splits, x_dict, model, rank, world)
+        device = torch.device(device)
+        model = HeteroLinkModel(enc, make_decoder(m, num_relations=len(cls.TARGETS)), den).to(device)
+        x_dict = {t: data[t].x.to_sparse().coalesce().to(device) for t in data.node_types}
+        return cls(cfg, m, tuple(sp.to(device) for sp in splits), x_dict, model, rank, world, device)
 
     def __post_init__(self) -> None:
         train = self.splits[0]
-        self._exclude = {}
+        self._exclude = {}  # on the CPU, where negatives are drawn
         for et in self.TARGETS:
             n_dst = train[et[2]].num_nodes
-            ei = train[et].edge_index
+            ei = train[et].edge_index.cpu()
             self._exclude[et] = torch.sort(ei[0] * n_dst + ei[1]).values
 
     def param_groups(self, model: nn.Module) -> list[dict]:
@@ -245,9 +256,9 @@ class HeteroLinkTask:
         for r, et in enumerate(self.TARGETS):
             if et not in batch:
                 continue
-            pos = _shard(train[et].edge_label_index[:, batch[et]], self.rank, self.world)
+            pos = _shard(train[et].edge_label_index[:, batch[et].to(self.device)], self.rank, self.world)
             neg = _bipartite_negatives(pos.size(1) * self.m.num_negatives, train[et[0]].num_nodes, train[et[2]].num_nodes,
-                                       self._exclude[et], generator)
+                                       self._exclude[et], generator).to(self.device)
             targets.append((et, r, torch.cat([pos, neg], 1)))
             npos.append(pos.size(1))
         scores, aux = model(self.x_dict, train.edge_index_dict, targets)
@@ -285,9 +296,11 @@ class VRDTask:
     model: nn.Module
     rank: int = 0
     world: int = 1
+    device: torch.device = torch.device("cpu")
 
     @classmethod
-    def build(cls, cfg: LinkPredConfig, m: ModelConfig, data: Any, seed: int, rank: int = 0, world: int = 1) -> "VRDTask":
+    def build(cls, cfg: LinkPredConfig, m: ModelConfig, data: Any, seed: int, rank: int = 0, world: int = 1,
+              device: torch.device | str = "cpu") -> "VRDTask":
         from .vrd import FrequencyBaseline, FrequencyModel, VRDEnsemble, VRDPredicateModel, collate_vrd
 
         g = torch.Generator().manual_seed(seed)
@@ -305,9 +318,11 @@ class VRDTask:
             model = members[0] if m.ensemble == 1 else VRDEnsemble(members)
         else:
             raise ValueError(f"models[{m.name}].encoder: VRD supports 'context' or 'frequency', got {m.encoder!r}")
+        device = torch.device(device)
         bs = m.batch_size or len(trn)
-        chunks = [collate_vrd(trn[i : i + bs]) for i in range(0, len(trn), bs)]
-        return cls(cfg, m, chunks, collate_vrd(val), collate_vrd(data["test"]), model, rank, world)
+        chunks = [collate_vrd(trn[i : i + bs]).to(device) for i in range(0, len(trn), bs)]
+        return cls(cfg, m, chunks, collate_vrd(val).to(device), collate_vrd(data["test"]).to(device), model.to(device),
+                   rank, world, device)
 
     def param_groups(self, model: nn.Module) -> list[dict]:
         return [{"params": list(model.parameters()), "lr": self.m.lr}]
@@ -338,7 +353,7 @@ class VRDTask:
         if self.m.flip_augment:  # test-time augmentation: average with the mirrored image's prediction
             from .vrd import FLIP_PREDICATES, flip_batch
 
-            logp = 0.5 * (logp + ensemble_log_probs(core(flip_batch(b)))[:, FLIP_PREDICATES])
+            logp = 0.5 * (logp + ensemble_log_probs(core(flip_batch(b)))[:, FLIP_PREDICATES.to(logp.device)])
         out = {"r@50": recall_at_n(logp, b, 50, 1)[0], "r@100": recall_at_n(logp, b, 100, 1)[0],
                "r@50_k70": recall_at_n(logp, b, 50, 70)[0], "r@100_k70": recall_at_n(logp, b, 100, 70)[0]}
         return out

@@ -161,6 +161,11 @@ class VRDBatch:
     context: Tensor
     num_images: int
 
+    def to(self, device: torch.device | str) -> "VRDBatch":
+        """The batch with every tensor on ``device``."""
+        return dataclasses.replace(self, **{f.name: getattr(self, f.name).to(device)
+                                            for f in dataclasses.fields(self) if f.name != "num_images"})
+
 
 def collate_vrd(images: Sequence[VRDImage]) -> VRDBatch:
     """Batch images (node ids are offset per image). Images without relationships are kept."""
@@ -211,7 +216,8 @@ def flip_batch(b: VRDBatch) -> VRDBatch:
     left/right predicates swapped (:data:`FLIP_PREDICATES`). Classes, pairs and context are unchanged."""
     W = b.extent[:, :1]
     boxes = torch.cat([W - b.boxes[:, 2:3], b.boxes[:, 1:2], W - b.boxes[:, 0:1], b.boxes[:, 3:4]], 1)
-    labels = torch.stack([b.labels[:, 0], FLIP_PREDICATES[b.labels[:, 1]]], 1) if b.labels.numel() else b.labels
+    flip = FLIP_PREDICATES.to(b.labels.device)
+    labels = torch.stack([b.labels[:, 0], flip[b.labels[:, 1]]], 1) if b.labels.numel() else b.labels
     return dataclasses.replace(b, boxes=boxes, labels=labels)
 
 
@@ -315,7 +321,7 @@ def recall_at_n(scores: Tensor, batch: VRDBatch, n: int = 50, k: int = 1) -> tup
         raise ValueError(f"k must be in [1, {NUM_PREDICATES}], got {k}")
     topv, topi = scores.topk(k, dim=1)  # [P, k]
     P = scores.size(0)
-    cand_pair = torch.arange(P).repeat_interleave(k)
+    cand_pair = torch.arange(P, device=scores.device).repeat_interleave(k)
     cand_pred = topi.reshape(-1)
     cand_score = topv.reshape(-1)
     cand_img = batch.pair_image[cand_pair]
@@ -325,7 +331,7 @@ def recall_at_n(scores: Tensor, batch: VRDBatch, n: int = 50, k: int = 1) -> tup
     img_sorted = cand_img[order]
     counts = torch.bincount(img_sorted, minlength=batch.num_images)
     starts = torch.cumsum(counts, 0) - counts
-    rank = torch.arange(order.numel()) - starts[img_sorted]
+    rank = torch.arange(order.numel(), device=order.device) - starts[img_sorted]
     kept = order[rank < n]
     kept_keys = torch.sort(cand_pair[kept] * NUM_PREDICATES + cand_pred[kept]).values
     gt = batch.labels[:, 0] * NUM_PREDICATES + batch.labels[:, 1]
@@ -365,6 +371,7 @@ class FrequencyModel(nn.Module):
     def __init__(self, baseline: FrequencyBaseline) -> None:
         super().__init__()
         self.baseline = baseline
+        self.register_buffer("log_probs", torch.log(baseline.probs), persistent=False)  # [C, C, 70]; follows .to()
 
     def forward(self, b: VRDBatch) -> Tensor:
-        return self.baseline(b)
+        return self.log_probs[b.classes[b.pairs[:, 0]], b.classes[b.pairs[:, 1]]]
