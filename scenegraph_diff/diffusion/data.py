@@ -9,6 +9,8 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor
 
+from ..devices import multinomial
+
 __all__ = ["GRAPH_DATASETS", "load_graph_dataset", "graphs_to_adjacency", "adjacency_to_graphs", "NodeCountSampler",
            "default_data_root"]
 
@@ -77,7 +79,7 @@ class NodeCountSampler:
 
     def sample(self, num: int, generator: torch.Generator | None = None) -> Tensor:
         """``[num]`` long tensor of node counts."""
-        return torch.multinomial(self.probs, num, replacement=True, generator=generator)
+        return multinomial(self.probs, num, replacement=True, generator=generator)  # on CPU
 
     def mask(self, num: int, generator: torch.Generator | None = None) -> Tensor:
         """``node_mask [num, max_nodes]`` with the first ``n_b`` nodes of row ``b`` real."""

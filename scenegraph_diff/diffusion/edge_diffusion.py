@@ -17,6 +17,7 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor
 
+from ..devices import check_device, module_device, randint
 from .data import NodeCountSampler, adjacency_to_graphs, graphs_to_adjacency
 from .losses import edge_x0_loss
 from .ppgn import EdgeDenoiser
@@ -48,6 +49,10 @@ class EdgeDiffusionConfig:
     progress: bool = True
     self_condition: bool = False
     structure_features: bool = False  # DiGress-style features of the self-conditioning x̂₀ (needs self_condition)
+    device: str = "cpu"  # training device: cpu, cuda, cuda:N or auto
+
+    def __post_init__(self) -> None:
+        check_device(self.device, "EdgeDiffusionConfig.device")
 
 
 class EdgeDiffusionGenerator:
@@ -66,6 +71,16 @@ class EdgeDiffusionGenerator:
         self.sde = sde
         self.node_counts = [int(n) for n in node_counts]
         self.sampler_counts = NodeCountSampler(self.node_counts)
+
+    @property
+    def device(self) -> torch.device:
+        """Device of the network (sampling runs there; a CPU ``torch.Generator`` still works)."""
+        return module_device(self.model)
+
+    def to(self, device: torch.device | str) -> "EdgeDiffusionGenerator":
+        """Move the network to ``device`` (in place); returns ``self``."""
+        self.model.to(device)
+        return self
 
     @property
     def self_condition(self) -> bool:
@@ -98,6 +113,7 @@ class EdgeDiffusionGenerator:
         sampler = sampler if sampler is not None else DDIMSampler()
         if node_mask is None:
             node_mask = self.sampler_counts.mask(num, generator)
+        node_mask = node_mask.to(self.device)  # [num, N] bool; the sampling state lives with the network
         graphs: list[dict] = []
         nfe = 0
         # big graphs first, each chunk trimmed to its own largest graph (the network is O(N^3))
@@ -116,7 +132,7 @@ class EdgeDiffusionGenerator:
                 A = (out["A"] > 0).float()
             else:
                 raise TypeError(f"unsupported sampler {type(sampler).__name__}")
-            graphs += adjacency_to_graphs(A, m)
+            graphs += adjacency_to_graphs(A.cpu(), m.cpu())
         out: list[dict] = [{}] * num
         for k, g in zip(order.tolist(), graphs):  # back to the order of ``node_mask``
             out[k] = g
@@ -168,14 +184,14 @@ def train_edge_diffusion(train_graphs: Sequence[dict], config: EdgeDiffusionConf
                          node_cond_dim=NODE_STRUCT_DIM if st else 0)
 
     def batches(step: int, generator: torch.Generator):
-        idx = torch.randint(0, A.shape[0], (config.batch_size,), generator=generator)
+        idx = randint(0, A.shape[0], (config.batch_size,), generator, "cpu")  # the data stay on CPU
         n = int(mask[idx].sum(1).max())
         return A[idx][:, :n, :n], mask[idx][:, :n]
 
     tc = TrainConfig(max_steps=config.max_steps, lr=config.lr, schedule="cosine", warmup_steps=config.warmup_steps,
                      min_lr_ratio=0.05, grad_clip=config.grad_clip, ema_decay=config.ema_decay, seed=config.seed,
                      num_threads=config.num_threads, output_dir=config.output_dir, progress=config.progress,
-                     log_every=250, checkpoint_every=1000 if config.output_dir else None)
+                     log_every=250, checkpoint_every=1000 if config.output_dir else None, device=config.device)
     trainer = Trainer(model, edge_step(sde, config.self_condition, st), tc)
     t0, c0 = time.perf_counter(), time.process_time()
     hist = trainer.fit(batches, resume=config.output_dir is not None)

@@ -24,6 +24,7 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from torch import Tensor, nn
 
+from ..devices import check_device, module_device, randint
 from .data import NodeCountSampler, adjacency_to_graphs, graphs_to_adjacency
 from .losses import dsm_loss
 from .samplers import PCSampler, S4Sampler
@@ -160,6 +161,10 @@ class GDSSConfig:
     seed: int = 0
     num_threads: int = 1
     progress: bool = True
+    device: str = "cpu"  # training device: cpu, cuda, cuda:N or auto
+
+    def __post_init__(self) -> None:
+        check_device(self.device, "GDSSConfig.device")
 
 
 class GDSSGenerator:
@@ -170,6 +175,16 @@ class GDSSGenerator:
         self.sde_x, self.sde_a = sde_x, sde_a
         self.node_counts = [int(n) for n in node_counts]
         self.counts = NodeCountSampler(self.node_counts)
+
+    @property
+    def device(self) -> torch.device:
+        """Device of the network (sampling runs there; a CPU ``torch.Generator`` still works)."""
+        return module_device(self.model)
+
+    def to(self, device: torch.device | str) -> "GDSSGenerator":
+        """Move the network to ``device`` (in place); returns ``self``."""
+        self.model.to(device)
+        return self
 
     def score_fn(self, node_mask: Tensor):
         def fn(state: dict[str, Tensor], t: Tensor) -> dict[str, Tensor]:
@@ -187,10 +202,11 @@ class GDSSGenerator:
         if not isinstance(sampler, (PCSampler, S4Sampler)):
             raise TypeError(f"GDSS networks have no time input: use PCSampler or S4Sampler, got {type(sampler).__name__}")
         m = node_mask if node_mask is not None else self.counts.mask(num, generator)
+        m = m.to(self.device)  # [num, N] bool; the sampling state lives with the network
         F = self.model.config.num_features
         init = {"X": node_noise(m, F, generator), "A": self.sde_a.prior_std() * symmetric_noise(m, generator)}
         out, nfe = sampler.sample(self.score_fn(m), {"X": self.sde_x, "A": self.sde_a}, init, m, generator)
-        return adjacency_to_graphs((out["A"] > 0.5).float(), m), nfe
+        return adjacency_to_graphs((out["A"] > 0.5).float().cpu(), m.cpu()), nfe
 
     def save_pretrained(self, path: str | Path) -> None:
         path = Path(path)
@@ -217,7 +233,7 @@ def train_gdss(train_graphs: Sequence[dict], config: GDSSConfig = GDSSConfig()) 
     model = GDSSScoreModel(num_features=config.num_features, hidden=config.hidden)
 
     def batches(step: int, generator: torch.Generator):
-        idx = torch.randint(0, A.shape[0], (config.batch_size,), generator=generator)
+        idx = randint(0, A.shape[0], (config.batch_size,), generator, "cpu")  # the data stay on CPU
         return X[idx], A[idx], mask[idx]
 
     def step(model, batch, generator):
@@ -227,7 +243,8 @@ def train_gdss(train_graphs: Sequence[dict], config: GDSSConfig = GDSSConfig()) 
 
     tc = TrainConfig(max_steps=config.max_steps, lr=config.lr, optimizer="adam", schedule="exponential",
                      lr_gamma=0.9995, grad_clip=config.grad_clip, ema_decay=config.ema_decay, seed=config.seed,
-                     num_threads=config.num_threads, progress=config.progress, log_every=250)
+                     num_threads=config.num_threads, progress=config.progress, log_every=250,
+                     device=config.device)
     trainer = Trainer(model, step, tc)
     t0 = time.perf_counter()
     hist = trainer.fit(batches)

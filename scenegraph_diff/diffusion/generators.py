@@ -15,15 +15,17 @@ SAMPLER_KINDS = ("ddim", "ddpm", "s4", "pc", "pard")
 
 
 def train_generator(family: str, train_graphs: Sequence[dict], max_steps: int, batch_size: int = 32,
-                    num_threads: int = 1, seed: int = 0, progress: bool = True, **options: Any
-                    ) -> tuple[Any, dict[str, Any]]:
+                    num_threads: int = 1, seed: int = 0, progress: bool = True, device: str = "cpu",
+                    **options: Any) -> tuple[Any, dict[str, Any]]:
     """Train a generator of ``family`` (``edge``, ``gdss`` or ``pard``) on edge-list graphs.
 
-    ``options``: further fields of the family's config (e.g. ``channels``, ``num_layers``, ``self_condition``,
-    ``structure_features`` of :class:`~.edge_diffusion.EdgeDiffusionConfig`); an unknown name raises ``TypeError``.
+    ``device``: training device (``cpu``, ``cuda``, ``cuda:N`` or ``auto``); the returned generator's network
+    stays there (move it with ``.to``). ``options``: further fields of the family's config (e.g. ``channels``,
+    ``num_layers``, ``self_condition``, ``structure_features`` of :class:`~.edge_diffusion.EdgeDiffusionConfig`);
+    an unknown name raises ``TypeError``.
     """
     kw = dict(max_steps=max_steps, batch_size=batch_size, num_threads=num_threads, seed=seed, progress=progress,
-              **options)
+              device=device, **options)
     if family == "edge":
         from .edge_diffusion import EdgeDiffusionConfig, train_edge_diffusion
 
@@ -39,8 +41,12 @@ def train_generator(family: str, train_graphs: Sequence[dict], max_steps: int, b
     raise ValueError(f"unknown generator family {family!r}; expected one of {FAMILIES}")
 
 
-def load_generator(path: str | Path) -> Any:
-    """Load a folder written by a generator's ``save_pretrained`` (family read from ``generator.json``)."""
+def load_generator(path: str | Path, device: str | torch.device = "cpu") -> Any:
+    """Load a folder written by a generator's ``save_pretrained`` (family read from ``generator.json``) onto
+    ``device`` (``cpu``, ``cuda``, ``cuda:N`` or ``auto``; a CUDA device without CUDA raises ``RuntimeError``)."""
+    from ..devices import resolve_device
+
+    dev = resolve_device(device, "device")
     path = Path(path)
     meta_path = path / "generator.json"
     if not meta_path.is_file():
@@ -56,7 +62,7 @@ def load_generator(path: str | Path) -> Any:
         from .scene_graph_refiner import SceneGraphRefiner as cls  # type: ignore[assignment]
     else:
         raise ValueError(f"{meta_path}: unknown family {family!r}")
-    return cls.from_pretrained(path)
+    return cls.from_pretrained(path).to(dev)
 
 
 def make_sampler(kind: str, steps: int) -> Any:
@@ -80,5 +86,8 @@ def make_sampler(kind: str, steps: int) -> Any:
 
 @torch.no_grad()
 def sample_graphs(generator_model: Any, num: int, kind: str, steps: int, seed: int = 0) -> tuple[list[dict], float]:
-    """``num`` edge-list graphs and the network evaluations per graph."""
+    """``num`` edge-list graphs and the network evaluations per graph.
+
+    Runs on the generator's device; the noise comes from a CPU ``torch.Generator`` seeded with ``seed``
+    (drawn on CPU, moved to the device), so a seed draws the same noise on every device."""
     return generator_model.generate(num, make_sampler(kind, steps), torch.Generator().manual_seed(seed))

@@ -6,14 +6,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..devices import rand
 from .sde import SDE, mask_adjacency, mask_nodes, node_noise, symmetric_noise
 
 __all__ = ["dsm_loss", "edge_x0_loss", "sample_time", "self_condition_inputs"]
 
 
-def sample_time(batch: int, generator: torch.Generator | None = None, eps: float = 1e-3) -> Tensor:
-    """Uniform ``t ∈ [eps, 1]``, ``[batch]``."""
-    return eps + (1 - eps) * torch.rand(batch, generator=generator)
+def sample_time(batch: int, generator: torch.Generator | None = None, eps: float = 1e-3,
+                device: torch.device | str | None = None) -> Tensor:
+    """Uniform ``t ∈ [eps, 1]``, ``[batch]``, on ``device`` (drawn on the generator's device)."""
+    return eps + (1 - eps) * rand((batch,), generator, device)
 
 
 def edge_x0_loss(model, sde: SDE, A0: Tensor, node_mask: Tensor, generator: torch.Generator | None = None,
@@ -27,7 +29,7 @@ def edge_x0_loss(model, sde: SDE, A0: Tensor, node_mask: Tensor, generator: torc
     (``edge_cond [B, N, N, 1 + 3]``, ``node_cond [B, N, 3]``; zero where x̂₀ is not used).
     """
     B, N, _ = A0.shape
-    t = sample_time(B, generator, eps)
+    t = sample_time(B, generator, eps, node_mask.device)
     a0 = mask_adjacency(2 * A0 - 1, node_mask)
     a_t = mask_adjacency(sde.perturb(a0, t, symmetric_noise(node_mask, generator)), node_mask)
     if structure and not self_condition:
@@ -36,7 +38,7 @@ def edge_x0_loss(model, sde: SDE, A0: Tensor, node_mask: Tensor, generator: torc
         with torch.no_grad():
             est = mask_adjacency(torch.tanh(0.5 * model(a_t, t, node_mask, **self_condition_inputs(
                 torch.zeros_like(a_t), node_mask, structure, use=False))), node_mask)
-        use = (torch.rand(B, generator=generator) < 0.5).to(a_t.dtype)
+        use = (rand((B,), generator, a_t.device) < 0.5).to(a_t.dtype)
         cond = {**cond, **self_condition_inputs(est, node_mask, structure, use=use)}
     logits = model(a_t, t, node_mask, **cond)
     valid = torch.triu(mask_adjacency(torch.ones_like(A0), node_mask), diagonal=1) > 0
@@ -70,7 +72,7 @@ def dsm_loss(model, sde_x: SDE, sde_a: SDE, X0: Tensor, A0: Tensor, node_mask: T
     Returns the two losses (summed over entries, averaged over graphs, as GDSS does).
     """
     B = A0.shape[0]
-    t = sample_time(B, generator, eps)
+    t = sample_time(B, generator, eps, node_mask.device)
     zx = node_noise(node_mask, X0.shape[-1], generator)
     za = symmetric_noise(node_mask, generator)
     X_t = mask_nodes(sde_x.perturb(X0, t, zx), node_mask)

@@ -28,6 +28,7 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from torch import Tensor, nn
 
+from ..devices import check_device, module_device, multinomial, randint
 from .data import adjacency_to_graphs, graphs_to_adjacency
 from .losses import sample_time
 from .ppgn import EdgeDenoiser
@@ -84,7 +85,7 @@ class PARDModel(ModelMixin, ConfigMixin):
     def block_size_logits(self, A: Tensor, node_mask: Tensor, num_blocks: Tensor) -> Tensor:
         """Logits over the next block's size ``[B, max_block + 1]`` given the graph so far (``{0,1}``)."""
         B = A.shape[0]
-        _, h = self.head_net(mask_adjacency(2 * A - 1, node_mask), torch.zeros(B), node_mask, return_hidden=True)
+        _, h = self.head_net(mask_adjacency(2 * A - 1, node_mask), A.new_zeros(B), node_mask, return_hidden=True)
         m = node_mask.float()
         pair = m[:, :, None] * m[:, None, :]
         pooled = (h * pair[..., None]).sum((1, 2)) / pair.sum((1, 2)).clamp(min=1)[:, None]
@@ -115,6 +116,10 @@ class PARDConfig:
     seed: int = 0
     num_threads: int = 1
     progress: bool = True
+    device: str = "cpu"  # training device: cpu, cuda, cuda:N or auto
+
+    def __post_init__(self) -> None:
+        check_device(self.device, "PARDConfig.device")
 
 
 class PARDGenerator:
@@ -125,29 +130,40 @@ class PARDGenerator:
         self.model = model.eval()
         self.sde = sde
 
+    @property
+    def device(self) -> torch.device:
+        """Device of the network (sampling runs there; a CPU ``torch.Generator`` still works)."""
+        return module_device(self.model)
+
+    def to(self, device: torch.device | str) -> "PARDGenerator":
+        """Move the network to ``device`` (in place); returns ``self``."""
+        self.model.to(device)
+        return self
+
     @torch.no_grad()
     def generate(self, num: int, sampler: Any = None, generator: torch.Generator | None = None) -> tuple[list[dict], float]:
         if isinstance(sampler, dict):
             sampler = DDIMSampler(num_steps=int(sampler.get("steps_per_block", 20)))
         sampler = sampler if sampler is not None else DDIMSampler(num_steps=20)
         Nmax = self.model.config.max_nodes
-        A = torch.zeros(num, Nmax, Nmax)
-        n = torch.zeros(num, dtype=torch.long)
-        nblocks = torch.zeros(num, dtype=torch.long)
-        active = torch.ones(num, dtype=torch.bool)
-        nfe = torch.zeros(num)
-        ar = torch.arange(Nmax)
+        dev = self.device  # the sampling state lives with the network; draws use the generator's device
+        A = torch.zeros(num, Nmax, Nmax, device=dev)
+        n = torch.zeros(num, dtype=torch.long, device=dev)
+        nblocks = torch.zeros(num, dtype=torch.long, device=dev)
+        active = torch.ones(num, dtype=torch.bool, device=dev)
+        nfe = torch.zeros(num, device=dev)
+        ar = torch.arange(Nmax, device=dev)
         while active.any():
             idx = active.nonzero().flatten()
             mask_old = ar[None] < n[idx, None]
             logits = self.model.block_size_logits(A[idx], mask_old, nblocks[idx])
             nfe[idx] += 1
-            size = torch.multinomial(F.softmax(logits, -1), 1, generator=generator).flatten()
+            size = multinomial(F.softmax(logits, -1), 1, generator=generator).flatten()
             if (nblocks[idx] == 0).any():  # the first block may not be empty
                 first = nblocks[idx] == 0
                 logits0 = logits[first].clone()
                 logits0[:, 0] = -float("inf")
-                size[first] = torch.multinomial(F.softmax(logits0, -1), 1, generator=generator).flatten()
+                size[first] = multinomial(F.softmax(logits0, -1), 1, generator=generator).flatten()
             size = torch.minimum(size, Nmax - n[idx])
             stop = size == 0
             active[idx[stop]] = False
@@ -173,7 +189,7 @@ class PARDGenerator:
             nblocks[idx] += 1
             active[idx[n_new >= Nmax]] = False
         node_mask = ar[None] < n[:, None]
-        return adjacency_to_graphs(A, node_mask), float(nfe.mean())
+        return adjacency_to_graphs(A.cpu(), node_mask.cpu()), float(nfe.mean())
 
     def save_pretrained(self, path: str | Path) -> None:
         path = Path(path)
@@ -196,15 +212,14 @@ def train_pard(train_graphs: Sequence[dict], config: PARDConfig = PARDConfig()) 
     max_block = max(max(s) for _, s in ordered)
     sde = VPSDE(config.beta_min, config.beta_max)
     model = PARDModel(config.channels, config.num_layers, max_block=max_block, max_nodes=Nmax)
-    ar = torch.arange(Nmax)
 
     def batches(step: int, generator: torch.Generator):
-        gi = torch.randint(0, len(ordered), (config.batch_size,), generator=generator).tolist()
+        gi = randint(0, len(ordered), (config.batch_size,), generator, "cpu").tolist()
         A = torch.zeros(config.batch_size, Nmax, Nmax)
         n_old, n_new, nb, target = [], [], [], []
         for b, i in enumerate(gi):
             Ai, sizes = ordered[i]
-            k = int(torch.randint(0, len(sizes) + 1, (1,), generator=generator))  # k = blocks already known
+            k = int(randint(0, len(sizes) + 1, (1,), generator, "cpu"))  # k = blocks already known
             cum = [0]
             for s in sizes:
                 cum.append(cum[-1] + s)
@@ -216,7 +231,8 @@ def train_pard(train_graphs: Sequence[dict], config: PARDConfig = PARDConfig()) 
         return A, torch.tensor(n_old), torch.tensor(n_new), torch.tensor(nb), torch.tensor(target)
 
     def step(model, batch, generator):
-        A, n_old, n_new, nb, target = batch
+        A, n_old, n_new, nb, target = batch  # on the training device
+        ar = torch.arange(Nmax, device=A.device)
         old = ar[None] < n_old[:, None]
         node_mask = ar[None] < n_new[:, None]
         new = node_mask & ~old
@@ -225,19 +241,20 @@ def train_pard(train_graphs: Sequence[dict], config: PARDConfig = PARDConfig()) 
         if has_new.any():
             A1, m1, o1, nw = A[has_new], node_mask[has_new], old[has_new], new[has_new]
             known = o1[:, :, None] & o1[:, None, :]
-            t = sample_time(A1.shape[0], generator)
+            t = sample_time(A1.shape[0], generator, device=A1.device)
             a0 = mask_adjacency(2 * A1 - 1, m1)
             a_t = mask_adjacency(sde.perturb(a0, t, symmetric_noise(m1, generator)), m1)
             logits = model.denoise(a_t, t, m1, known, A1, nw)
             valid = torch.triu(mask_adjacency(torch.ones_like(A1), m1), diagonal=1).bool() & ~known
             edge_loss = F.binary_cross_entropy_with_logits(logits[valid], A1[valid])
         else:
-            edge_loss = torch.zeros(())
+            edge_loss = A.new_zeros(())
         return {"loss": edge_loss + head_loss, "edge_loss": edge_loss, "head_loss": head_loss}
 
     tc = TrainConfig(max_steps=config.max_steps, lr=config.lr, schedule="cosine", warmup_steps=100, min_lr_ratio=0.05,
                      grad_clip=config.grad_clip, ema_decay=config.ema_decay, seed=config.seed,
-                     num_threads=config.num_threads, progress=config.progress, log_every=250)
+                     num_threads=config.num_threads, progress=config.progress, log_every=250,
+                     device=config.device)
     trainer = Trainer(model, step, tc)
     t0 = time.perf_counter()
     hist = trainer.fit(batches)

@@ -23,6 +23,7 @@ from typing import Callable, Mapping
 import torch
 from torch import Tensor
 
+from ..devices import rand
 from .sde import SDE, VESDE, mask_adjacency, mask_nodes, node_noise, symmetric_noise
 
 __all__ = ["PCSampler", "S4Sampler", "DDIMSampler", "score_from_x0", "time_grid"]
@@ -93,7 +94,7 @@ class PCSampler:
 
     def sample(self, score_fn: ScoreFn, sdes: Mapping[str, SDE], init: State, node_mask: Tensor,
                generator: torch.Generator | None = None) -> tuple[State, int]:
-        ts = time_grid(self.num_steps, 1.0, self.t_end)
+        ts = time_grid(self.num_steps, 1.0, self.t_end).to(node_mask.device)
         x = {k: _mask(k, v, node_mask) for k, v in init.items()}
         nfe = 0
         mean = dict(x)
@@ -135,7 +136,7 @@ class S4Sampler:
 
     def sample(self, score_fn: ScoreFn, sdes: Mapping[str, SDE], init: State, node_mask: Tensor,
                generator: torch.Generator | None = None) -> tuple[State, int]:
-        ts = time_grid(self.num_steps, 1.0, self.t_end)
+        ts = time_grid(self.num_steps, 1.0, self.t_end).to(node_mask.device)
         x = {k: _mask(k, v, node_mask) for k, v in init.items()}
         mean = dict(x)
         for i in range(self.num_steps):
@@ -191,7 +192,7 @@ class DDIMSampler:
             known_mask, known_values: ``[B, N, N]`` bool / ``{0,1}`` entries fixed during sampling (completion).
         """
         B = node_mask.shape[0]
-        ts = time_grid(self.num_steps, t_start, self.t_end, self.spacing)
+        ts = time_grid(self.num_steps, t_start, self.t_end, self.spacing).to(node_mask.device)
         z = symmetric_noise(node_mask, generator)
         a_T, s_T = sde.marginal(ts[:1])
         if A_init is not None:
@@ -212,7 +213,7 @@ class DDIMSampler:
             if i == self.num_steps - 1:
                 break
             if self.x0_sample:
-                u = torch.rand(x0.shape, generator=generator, device=x0.device)
+                u = rand(x0.shape, generator, x0.device)
                 u = torch.triu(u, diagonal=1)
                 u = u + u.transpose(1, 2)
                 x0 = mask_adjacency(torch.where(u < (x0 + 1) / 2, 1.0, -1.0), node_mask)

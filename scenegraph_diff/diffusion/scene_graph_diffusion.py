@@ -30,6 +30,7 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from torch import Tensor, nn
 
+from ..devices import multinomial, rand
 from .ppgn import timestep_embedding
 
 __all__ = ["SceneGraphDenoiser", "TypedGraphBatch", "TypedDiffusion", "pair_geometry", "GEOM_DIM"]
@@ -192,10 +193,11 @@ class TypedDiffusion:
         """Cross-entropy on masked entries; ``t ~ U(0, 1]`` per graph; each entry masked with prob ``t``."""
         m = self.model
         B, N = batch.classes.shape
-        t = torch.rand(B, generator=generator).clamp(min=1e-3)
+        dev = batch.classes.device  # draws happen on the generator's device, then move here
+        t = rand((B,), generator, dev).clamp(min=1e-3)
         pv = _pair_valid(batch.node_mask)
-        em = (torch.rand(B, N, N, generator=generator) < t[:, None, None]) & pv
-        nm = (torch.rand(B, N, generator=generator) < t[:, None]) & batch.node_mask if mask_nodes else \
+        em = (rand((B, N, N), generator, dev) < t[:, None, None]) & pv
+        nm = (rand((B, N), generator, dev) < t[:, None]) & batch.node_mask if mask_nodes else \
             torch.zeros_like(batch.node_mask)
         target = batch.edge_target if batch.edge_target is not None else \
             F.one_hot(batch.edges, m.config.num_predicates + 1).float()
@@ -230,17 +232,18 @@ class TypedDiffusion:
         pv = _pair_valid(batch.node_mask)
         cls = torch.where(known_nodes, batch.classes, torch.full_like(batch.classes, m.node_mask_id))
         edg = torch.where(known_edges | ~pv, batch.edges, torch.full_like(batch.edges, m.edge_mask_id))
-        scores = torch.ones(B, N, N)
+        dev = batch.classes.device
+        scores = torch.ones(B, N, N, device=dev)
         unk_n = batch.node_mask & ~known_nodes
         unk_e = pv & ~known_edges
         total = unk_n.sum(1) + unk_e.sum((1, 2))  # [B]
         for s in range(num_steps):
-            t = torch.full((B,), 1.0 - s / num_steps)
+            t = torch.full((B,), 1.0 - s / num_steps, device=dev)
             nl, el = m(cls, edg, batch.node_mask, batch.boxes, batch.has_box, t)
             if self.banned_classes:
-                nl = nl.index_fill(-1, torch.tensor(self.banned_classes), -1e9)
+                nl = nl.index_fill(-1, torch.tensor(self.banned_classes, device=dev), -1e9)
             if self.banned_edge_states:
-                el = el.index_fill(-1, torch.tensor(self.banned_edge_states), -1e9)
+                el = el.index_fill(-1, torch.tensor(self.banned_edge_states, device=dev), -1e9)
             if edge_log_prior is not None:
                 el = el + edge_log_prior
             if require_edge is not None:
@@ -256,7 +259,7 @@ class TypedDiffusion:
             conf = torch.cat([torch.where(still_n & batch.node_mask, n_conf, torch.full_like(n_conf, -1.0)),
                               torch.where(still_e & pv, e_conf, torch.full_like(e_conf, -1.0)).reshape(B, -1)], 1)
             if temperature > 0:  # Gumbel-perturbed confidences (MaskGIT) so sampling is not purely greedy
-                g = -torch.log(-torch.log(torch.rand(conf.shape, generator=generator).clamp(1e-9, 1 - 1e-9)))
+                g = -torch.log(-torch.log(rand(conf.shape, generator, dev).clamp(1e-9, 1 - 1e-9)))
                 conf = torch.where(conf >= 0, conf.clamp(min=1e-9).log() + temperature * g, conf.new_tensor(-1e9))
             n_masked = (still_n & batch.node_mask).sum(1) + (still_e & pv).sum((1, 2))
             k = (n_masked - remain).clamp(min=0)
@@ -264,7 +267,7 @@ class TypedDiffusion:
                 k = n_masked
             order = conf.argsort(dim=1, descending=True)
             rank = torch.empty_like(order)
-            rank.scatter_(1, order, torch.arange(order.shape[1]).expand_as(order))
+            rank.scatter_(1, order, torch.arange(order.shape[1], device=dev).expand_as(order))
             take = rank < k[:, None]
             take_n, take_e = take[:, :N], take[:, N:].reshape(B, N, N)
             take_n &= still_n & batch.node_mask
@@ -282,7 +285,7 @@ class TypedDiffusion:
         p = prob.clamp(min=1e-12) ** (1.0 / temperature)
         p = p / p.sum(-1, keepdim=True)
         flat = p.reshape(-1, p.shape[-1])
-        pick = torch.multinomial(flat, 1, generator=generator).reshape(p.shape[:-1])
+        pick = multinomial(flat, 1, generator=generator).reshape(p.shape[:-1])
         return pick, prob.gather(-1, pick[..., None]).squeeze(-1)
 
     def refine(self, batch: TypedGraphBatch, strength: float = 0.3, num_steps: int = 5, temperature: float = 0.0,
@@ -291,7 +294,8 @@ class TypedDiffusion:
         if not 0.0 <= strength <= 1.0:
             raise ValueError(f"strength must be in [0, 1], got {strength}")
         B, N = batch.classes.shape
-        known_n = torch.rand(B, N, generator=generator) >= strength
-        known_e = torch.rand(B, N, N, generator=generator) >= strength
+        dev = batch.classes.device
+        known_n = rand((B, N), generator, dev) >= strength
+        known_e = rand((B, N, N), generator, dev) >= strength
         cls, edg, _, _ = self.sample(batch, known_n, known_e, num_steps, temperature, generator=generator)
         return cls, edg

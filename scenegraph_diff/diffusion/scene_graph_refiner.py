@@ -17,6 +17,7 @@ from typing import Sequence
 
 import torch
 
+from ..devices import module_device, randint
 from ..graph.scene_graph import SceneGraph
 from ..graph.vocab import UNK, Vocabulary
 from .scene_graph_data import collate_typed, scene_graphs_to_typed, typed_to_scene_graphs
@@ -37,10 +38,22 @@ class SceneGraphRefiner:
         self.vocab = vocab
         self.node_counts = [int(n) for n in node_counts]
 
+    @property
+    def device(self) -> torch.device:
+        """Device of the denoiser (sampling runs there; a CPU ``torch.Generator`` still works)."""
+        return module_device(self.diffusion.model)
+
+    def to(self, device: torch.device | str) -> "SceneGraphRefiner":
+        """Move the denoiser to ``device`` (in place); returns ``self``."""
+        self.diffusion.model.to(device)
+        return self
+
     def _batch(self, graphs: Sequence[SceneGraph]) -> TypedGraphBatch:
-        return collate_typed(scene_graphs_to_typed(graphs, self.vocab), self.vocab.num_predicates)
+        """The graphs as a padded batch on the denoiser's device."""
+        return collate_typed(scene_graphs_to_typed(graphs, self.vocab), self.vocab.num_predicates).to(self.device)
 
     def _decode(self, graphs: Sequence[SceneGraph], b: TypedGraphBatch, cls, edg) -> list[SceneGraph]:
+        b, cls, edg = b.to("cpu"), cls.cpu(), edg.cpu()
         out = typed_to_scene_graphs(cls, edg, b.node_mask, self.vocab, b.boxes, b.has_box)
         # keep the input's surface names/attributes where the class was not changed
         res = []
@@ -77,14 +90,14 @@ class SceneGraphRefiner:
                generator: torch.Generator | None = None) -> list[SceneGraph]:
         """Unconditional graphs (object count drawn from the training distribution)."""
         counts = torch.tensor(self.node_counts)
-        n = counts[torch.randint(0, len(counts), (num,), generator=generator)]
+        n = counts[randint(0, len(counts), (num,), generator, "cpu")]
         N = int(n.max())
         mask = torch.arange(N)[None] < n[:, None]
         b = TypedGraphBatch(torch.zeros(num, N, dtype=torch.long), torch.zeros(num, N, N, dtype=torch.long), mask,
-                            torch.zeros(num, N, 4), torch.zeros(num, N, dtype=torch.bool))
-        cls, edg, _, _ = self.diffusion.sample(b, torch.zeros_like(mask), torch.zeros(num, N, N, dtype=torch.bool),
+                            torch.zeros(num, N, 4), torch.zeros(num, N, dtype=torch.bool)).to(self.device)
+        cls, edg, _, _ = self.diffusion.sample(b, torch.zeros_like(b.node_mask), torch.zeros_like(b.edges, dtype=torch.bool),
                                                num_steps, temperature, generator=generator)
-        return typed_to_scene_graphs(cls, edg, mask, self.vocab)
+        return typed_to_scene_graphs(cls.cpu(), edg.cpu(), mask, self.vocab)
 
     def save_pretrained(self, path: str | Path) -> None:
         path = Path(path)

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from ..devices import randn
+
 __all__ = ["SDE", "VPSDE", "SubVPSDE", "VESDE", "symmetric_noise", "node_noise", "mask_adjacency", "mask_nodes"]
 
 
@@ -44,7 +46,7 @@ def symmetric_noise(node_mask: Tensor, generator: torch.Generator | None = None)
         ``[B, N, N]`` symmetric noise.
     """
     B, N = node_mask.shape
-    z = torch.randn(B, N, N, generator=generator, device=node_mask.device)
+    z = randn((B, N, N), generator, node_mask.device)  # drawn on the generator's device
     z = torch.triu(z, diagonal=1)
     return mask_adjacency(z + z.transpose(1, 2), node_mask)
 
@@ -52,7 +54,7 @@ def symmetric_noise(node_mask: Tensor, generator: torch.Generator | None = None)
 def node_noise(node_mask: Tensor, num_features: int, generator: torch.Generator | None = None) -> Tensor:
     """Standard normal noise ``[B, N, F]`` with padded rows zeroed."""
     B, N = node_mask.shape
-    return mask_nodes(torch.randn(B, N, num_features, generator=generator, device=node_mask.device), node_mask)
+    return mask_nodes(randn((B, N, num_features), generator, node_mask.device), node_mask)
 
 
 def _bcast(v: Tensor, x: Tensor) -> Tensor:
