@@ -42,6 +42,21 @@ def _add_threads(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1; measured fastest on a loaded 2-core box)")
 
 
+def _add_device(p: argparse.ArgumentParser, default: str, why: str) -> None:
+    p.add_argument("--device", default=default, help=f"cpu, cuda, cuda:N or auto (default {default}: {why})")
+
+
+def _device(value: str) -> str:
+    """Check a ``--device`` value (its form, and that CUDA exists when named) before any work; return it."""
+    from .devices import resolve_device
+
+    try:
+        resolve_device(value, "--device")
+    except (ValueError, RuntimeError) as e:
+        raise CLIError(str(e)) from None
+    return value
+
+
 def _read_graphs(path: str, errors: list[str] | None = None) -> list:
     from .graph import read_jsonl
 
@@ -160,14 +175,16 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
                        description="Load the bundled example graphs, round-trip them through JSON, HeteroData, "
                                    "networkx and the dense form, batch and embed them, and draw them to PNG.")
     p.add_argument("--out", default="out/demo", help="output folder for the drawings and a summary.json")
+    _add_device(p, "cpu", "the untrained encoders are tiny")
     _add_threads(p)
 
 
 def _run_demo(args: argparse.Namespace) -> int:
+    device = _device(args.device)
     _set_threads(args.threads)
     from .demo import run_demo
 
-    summary = run_demo(Path(args.out))
+    summary = run_demo(Path(args.out), device=device)
     print(json.dumps(summary, indent=1))
     return 0
 
@@ -258,6 +275,7 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
                         "refine the parsed graphs (SDEdit) before generating")
     p.add_argument("--refine-strength", type=float, default=0.3, help="fraction re-masked by the refiner (default 0.3)")
     p.add_argument("--refine-steps", type=int, default=5, help="refiner network evaluations (default 5)")
+    _add_device(p, "cpu", "bit-reproducible images; the noise is drawn on CPU on every device")
     _add_threads(p)
 
 
@@ -274,6 +292,7 @@ def _run_generate(args: argparse.Namespace) -> int:
         prompts = [" ".join(args.prompt)]
     else:
         raise CLIError("no prompt: give PROMPT or --input FILE")
+    device = _device(args.device)
     _set_threads(args.threads)
     from tqdm.auto import tqdm
 
@@ -283,7 +302,7 @@ def _run_generate(args: argparse.Namespace) -> int:
         config = GenerateConfig(prompts=tuple(prompts), out=args.out, num_images=args.num_images, seed=args.seed,
                                 steps=args.steps, model=args.model, scale=args.scale, parser_backend=args.parser,
                                 graph_refiner=args.graph_refiner, refine_strength=args.refine_strength,
-                                refine_steps=args.refine_steps)
+                                refine_steps=args.refine_steps, device=device)
     except ValueError as e:
         raise CLIError(str(e)) from None
     with tqdm(total=len(prompts), desc="generate", file=sys.stderr, disable=len(prompts) < 50) as bar:
@@ -310,17 +329,20 @@ def _add_train_shapes(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pool-size", type=int, default=None, help="draw from a fixed pool of scenes (default: endless)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in OUTPUT")
+    _add_device(p, "auto", "CUDA when available, as train-rectification; one GPU per rank under torchrun")
     _add_threads(p)
 
 
 def _run_train_shapes(args: argparse.Namespace) -> int:
+    device = _device(args.device)
     _set_threads(args.threads)
     from .shapes.train import TrainShapesConfig, train_shapes
 
     try:
         config = TrainShapesConfig(output_dir=args.output, encoder=args.encoder, max_steps=args.max_steps,
                                    max_minutes=args.max_minutes, batch_size=args.batch_size, lr=args.lr,
-                                   pool_size=args.pool_size, seed=args.seed, num_threads=args.threads)
+                                   pool_size=args.pool_size, seed=args.seed, num_threads=args.threads,
+                                   device=device)
     except ValueError as e:
         raise CLIError(str(e)) from None
     path = train_shapes(config, resume=args.resume)
@@ -390,10 +412,12 @@ def _add_train_graph_diffusion(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--structure-features", action="store_true",
                    help="edge family: self-conditioning + structural features (components, heat kernels) of x̂₀")
     p.add_argument("--data-root", default=None, help="folder holding graphs/<dataset>.jsonl (default ../shared/datasets)")
+    _add_device(p, "auto", "CUDA when available; the saved weights do not depend on where they were trained")
     _add_threads(p)
 
 
 def _run_train_graph_diffusion(args: argparse.Namespace) -> int:
+    device = _device(args.device)
     _set_threads(args.threads)
     from .diffusion.data import GRAPH_DATASETS, load_graph_dataset
     from .diffusion.generators import FAMILIES, train_generator
@@ -416,10 +440,11 @@ def _run_train_graph_diffusion(args: argparse.Namespace) -> int:
     if any(options.get(k, 1) < 1 for k in ("channels", "num_layers")):
         raise CLIError(f"--channels and --layers must be >= 1, got {args.channels}, {args.layers}")
     train, _ = load_graph_dataset(args.dataset, args.data_root)
-    gen, info = train_generator(args.family, train, args.steps, args.batch_size, args.threads, args.seed, **options)
+    gen, info = train_generator(args.family, train, args.steps, args.batch_size, args.threads, args.seed,
+                                device=device, **options)
     gen.save_pretrained(args.out)
     (Path(args.out) / "train_info.json").write_text(json.dumps(info, indent=1))
-    print(json.dumps({"out": args.out, "family": args.family, "dataset": args.dataset,
+    print(json.dumps({"out": args.out, "family": args.family, "dataset": args.dataset, "device": str(gen.device),
                       "train_seconds": round(info["train_seconds"], 1), "final_loss": info["final_loss"]}))
     return 0
 
@@ -436,10 +461,12 @@ def _add_sample_graphs(sub: argparse._SubParsersAction) -> None:
                                                       "ignored for scene-graph models (absorbing diffusion)")
     p.add_argument("--steps", type=int, default=50, help="sampler steps (default 50)")
     p.add_argument("--seed", type=int, default=0)
+    _add_device(p, "cpu", "bit-reproducible samples; the noise is drawn on CPU on every device")
     _add_threads(p)
 
 
 def _run_sample_graphs(args: argparse.Namespace) -> int:
+    device = _device(args.device)
     _set_threads(args.threads)
     from .diffusion.generators import SAMPLER_KINDS, load_generator, sample_graphs
     from .graph import atomic_write
@@ -450,22 +477,22 @@ def _run_sample_graphs(args: argparse.Namespace) -> int:
         raise CLIError(f"--sampler must be one of {', '.join(SAMPLER_KINDS)}, got {args.sampler!r}")
     if args.steps < 1:
         raise CLIError(f"--steps must be >= 1, got {args.steps}")
-    gen = load_generator(args.model)
+    gen = load_generator(args.model, device)
     from .diffusion.scene_graph_refiner import SceneGraphRefiner
 
     if isinstance(gen, SceneGraphRefiner):  # typed scene-graph model: SceneGraph JSON v1 lines
         import torch
 
         graphs_sg = gen.sample(args.num, num_steps=args.steps, generator=torch.Generator().manual_seed(args.seed))
-        text, nfe = "".join(g.to_json() + "\n" for g in graphs_sg), args.steps
+        text, nfe, num = "".join(g.to_json() + "\n" for g in graphs_sg), args.steps, len(graphs_sg)
     else:
         try:
             graphs, nfe = sample_graphs(gen, args.num, args.sampler, args.steps, args.seed)
         except TypeError as e:
             raise CLIError(str(e)) from e
-        text = "".join(json.dumps(g) + "\n" for g in graphs)
+        text, num = "".join(json.dumps(g) + "\n" for g in graphs), len(graphs)
     atomic_write(args.out, text)
-    print(json.dumps({"out": args.out, "num": len(graphs), "nfe_per_graph": nfe}))
+    print(json.dumps({"out": args.out, "num": num, "nfe_per_graph": nfe}))
     return 0
 
 

@@ -25,7 +25,15 @@ def example_graphs() -> list:
         return list(read_jsonl(f))
 
 
-def run_demo(out: Path) -> dict[str, Any]:
+def run_demo(out: Path, device: str = "cpu") -> dict[str, Any]:
+    """Run the tour, write drawings and ``summary.json`` to ``out``; return the summary.
+
+    ``device``: where the (untrained) encoders run: ``"cpu"`` (default), ``"cuda"``, ``"cuda:N"`` or ``"auto"``;
+    a CUDA device without CUDA raises ``RuntimeError``, a bad value ``ValueError``.
+    """
+    from .devices import resolve_device
+
+    dev = resolve_device(device, "device")
     from .graph import SceneGraph, Vocabulary, from_dense, from_hetero_data, from_networkx, to_dense, to_hetero_data, to_networkx
     from .graph.dense import dense_canonical
     from .graph.draw import draw
@@ -50,7 +58,7 @@ def run_demo(out: Path) -> dict[str, Any]:
         "batch": {nt: int(batch[nt].num_nodes) for nt in batch.node_types},
         "edges": {"__".join(et): int(batch[et].edge_index.shape[1]) for et in batch.edge_types},
     }
-    encoded = _encode(graphs, embedder)
+    encoded = _encode(graphs, embedder, dev)
     if encoded is not None:
         summary["encoder"] = encoded
     out.mkdir(parents=True, exist_ok=True)
@@ -62,7 +70,7 @@ def run_demo(out: Path) -> dict[str, Any]:
     return summary
 
 
-def _encode(graphs: list, embedder: Any) -> dict[str, Any] | None:
+def _encode(graphs: list, embedder: Any, device: Any = "cpu") -> dict[str, Any] | None:
     """Encode with an untrained SceneGraphEncoder (if the nn package provides one): direction check."""
     try:
         from .nn import SceneGraphEncoder
@@ -74,12 +82,12 @@ def _encode(graphs: list, embedder: Any) -> dict[str, Any] | None:
 
     results = {}
     for layer in ("hgcn", "rhgnn"):
-        with torch.random.fork_rng():  # seeded weights without touching the caller's global RNG
+        with torch.random.fork_rng(devices=[]):  # seeded (CPU) weights without touching the caller's global RNG
             torch.manual_seed(0)
             enc = SceneGraphEncoder(in_channels=embedder.dim, hidden_channels=64, out_channels=32, conv=layer)
-        enc.eval()
+        enc.to(device).eval()
         with torch.no_grad():
-            scene = enc(collate(graphs, embedder=embedder)).scene_embedding
+            scene = enc(collate(graphs, embedder=embedder).to(device)).scene_embedding.cpu()
         cat_dog, dog_cat = scene[1], scene[2]
         results[layer] = {
             "scene_embedding_shape": list(scene.shape),

@@ -44,7 +44,11 @@ def _default_data_root() -> str:
 
 @dataclass(frozen=True)
 class ParserTrainConfig:
-    """Settings of one training run."""
+    """Settings of one training run.
+
+    ``device``: training device (``"cpu"`` default: the bundled weights are reproducible; ``"cuda"``,
+    ``"cuda:N"`` or ``"auto"``). Parsing after training (the dev scores) always runs the numpy network on CPU.
+    """
 
     data_root: str = field(default_factory=_default_data_root)
     out: str = str(DEFAULT_WEIGHTS)
@@ -58,6 +62,7 @@ class ParserTrainConfig:
     limit: int | None = None  # use only the first N training captions (quick runs)
     hidden: int = 128
     dropout: float = 0.3
+    device: str = "cpu"
 
     def __post_init__(self) -> None:
         for k in ("epochs", "batch_size", "min_word_count", "threads", "hidden"):
@@ -65,6 +70,9 @@ class ParserTrainConfig:
                 raise ValueError(f"ParserTrainConfig.{k} must be >= 1, got {getattr(self, k)}")
         if self.lr <= 0:
             raise ValueError(f"ParserTrainConfig.lr must be > 0, got {self.lr}")
+        from ..devices import check_device
+
+        check_device(self.device, "ParserTrainConfig.device")
 
 
 def _majority_forms(pairs: Sequence[tuple[str, str]]) -> dict[str, str]:
@@ -212,6 +220,9 @@ def train_parser(cfg: ParserTrainConfig) -> dict[str, Any]:
     """Run the whole recipe (see the module docstring); returns the summary also written to ``config.json``."""
     from ..training import TrainConfig, Trainer
 
+    from ..devices import resolve_device
+
+    resolve_device(cfg.device, "ParserTrainConfig.device")  # RuntimeError before any work when CUDA is missing
     t0 = time.time()
     torch.set_num_threads(cfg.threads)
     root = Path(cfg.data_root) / "factual"
@@ -250,12 +261,13 @@ def train_parser(cfg: ParserTrainConfig) -> dict[str, Any]:
 
     tcfg = TrainConfig(max_steps=cfg.epochs * steps_per_epoch, lr=cfg.lr, weight_decay=cfg.weight_decay,
                        schedule="cosine", warmup_steps=min(200, steps_per_epoch), grad_clip=5.0,
-                       num_threads=cfg.threads, seed=cfg.seed, log_every=100, progress=sys.stderr.isatty())
+                       num_threads=cfg.threads, seed=cfg.seed, log_every=100, progress=sys.stderr.isatty(),
+                       device=cfg.device)
     trainer = Trainer(model, step, tcfg)
     t_train = time.time()
     history = trainer.fit(batches)
     train_s = time.time() - t_train
-    model.eval()
+    model.eval().to("cpu")  # the parser's numpy network copies CPU weights
     parser = LearnedParser(model, vocab)
     parser.save_pretrained(cfg.out, extra={"metrics": {"train_seconds": round(train_s, 1), "dev": None}})
     # Relation threshold: chosen on dev (the test split is never seen).
@@ -303,11 +315,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--threads", type=int, default=d.threads, help="torch CPU threads (default 1)")
     p.add_argument("--limit", type=int, default=None, help="use only the first N training captions")
+    p.add_argument("--device", default=d.device, help="training device: cpu (default, reproducible), cuda, cuda:N or auto")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    cfg = ParserTrainConfig(data_root=args.data_root, out=args.out, epochs=args.epochs, batch_size=args.batch_size,
-                            lr=args.lr, hidden=args.hidden, dropout=args.dropout, seed=args.seed,
-                            threads=args.threads, limit=args.limit)
+    try:
+        cfg = ParserTrainConfig(data_root=args.data_root, out=args.out, epochs=args.epochs, batch_size=args.batch_size,
+                                lr=args.lr, hidden=args.hidden, dropout=args.dropout, seed=args.seed,
+                                threads=args.threads, limit=args.limit, device=args.device)
+        from ..devices import resolve_device
+
+        resolve_device(cfg.device, "--device")
+    except (ValueError, RuntimeError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     if not (Path(cfg.data_root) / "factual" / "train.csv").is_file():
         print(f"error: {Path(cfg.data_root) / 'factual' / 'train.csv'} not found (--data-root)", file=sys.stderr)
         return 2

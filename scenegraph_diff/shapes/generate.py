@@ -50,6 +50,10 @@ class GenerateConfig:
             the ones written to ``DIR/00000.json``. Works with any image model.
         refine_strength: fraction of object classes / relation slots re-masked, in ``(0, 1]``.
         refine_steps: refiner network evaluations.
+        device: where the image model and the refiner run: ``"cpu"`` (default: outputs are bit-reproducible),
+            ``"cuda"``, ``"cuda:N"`` or ``"auto"`` (CUDA when available). Parsing stays on CPU, and the noise is
+            drawn from a CPU generator seeded with ``seed`` on every device, so CUDA images match the CPU ones up
+            to floating-point differences.
     """
 
     prompts: tuple[str, ...]
@@ -64,6 +68,7 @@ class GenerateConfig:
     graph_refiner: str | None = None
     refine_strength: float = 0.3
     refine_steps: int = 5
+    device: str = "cpu"
 
     def __post_init__(self) -> None:
         if not self.prompts:
@@ -81,6 +86,9 @@ class GenerateConfig:
             raise ValueError(f"refine_strength must be in (0, 1], got {self.refine_strength}")
         if self.refine_steps < 1:
             raise ValueError(f"refine_steps must be >= 1, got {self.refine_steps}")
+        from ..devices import check_device
+
+        check_device(self.device, "device")
 
 
 def image_name(prompt_index: int, k: int) -> str:
@@ -102,9 +110,16 @@ def _save_png(image: np.ndarray, path: Path, scale: int) -> None:
 
 
 def generate(config: GenerateConfig, progress: Callable[[int], None] | None = None) -> dict:
-    """Run the generation described by ``config``; return a summary dict (files, graphs, seconds)."""
+    """Run the generation described by ``config``; return a summary dict (files, graphs, seconds).
+
+    Raises:
+        RuntimeError: ``config.device`` names CUDA but CUDA is not available.
+    """
     import torch
 
+    from ..devices import resolve_device
+
+    device = resolve_device(config.device, "device")  # fail before any work
     t0 = time.perf_counter()
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -118,7 +133,7 @@ def generate(config: GenerateConfig, progress: Callable[[int], None] | None = No
     if config.graph_refiner is not None:
         from ..diffusion import SceneGraphRefiner
 
-        refiner = SceneGraphRefiner.from_pretrained(config.graph_refiner)
+        refiner = SceneGraphRefiner.from_pretrained(config.graph_refiner).to(device)
         # Its own generator: refining never shifts the image noise.
         graphs = refiner.refine(graphs, strength=config.refine_strength, num_steps=config.refine_steps,
                                 generator=torch.Generator().manual_seed(config.seed + 1))
@@ -128,12 +143,13 @@ def generate(config: GenerateConfig, progress: Callable[[int], None] | None = No
         from .pipeline import DEFAULT_STEPS, ShapesPipeline
 
         pipe = ShapesPipeline.from_bundled() if config.model is None else ShapesPipeline.from_pretrained(config.model)
+        pipe.to(device)
         result = pipe(graphs, num_images_per_prompt=config.num_images, generator=generator,
                       num_inference_steps=config.steps or DEFAULT_STEPS, batch_size=config.batch_size,
                       drop_contradictory=True)
         images = list(result.images)
     else:
-        images = _generate_sd(config, graphs, generator)
+        images = _generate_sd(config, graphs, generator, device)
     for i in range(len(graphs)):
         for k in range(config.num_images):
             path = out / image_name(i, k)
@@ -149,13 +165,15 @@ def generate(config: GenerateConfig, progress: Callable[[int], None] | None = No
             "seconds": round(time.perf_counter() - t0, 3)}
 
 
-def _generate_sd(config: GenerateConfig, graphs: Sequence[SceneGraph], generator: object) -> list[np.ndarray]:
-    """Images from a Stable Diffusion checkpoint through ``SceneGraphPipeline`` (loaded from ``config.model``)."""
+def _generate_sd(config: GenerateConfig, graphs: Sequence[SceneGraph], generator: object,
+                 device: object = "cpu") -> list[np.ndarray]:
+    """Images from a Stable Diffusion checkpoint through ``SceneGraphPipeline`` (loaded from ``config.model``)
+    on ``device`` (``generator`` stays on CPU: diffusers draws the latents there and moves them)."""
     try:
         from ..pipelines import SceneGraphPipeline
     except ImportError as e:
         raise RuntimeError(f"--model {config.model!r} needs scenegraph_diff.pipelines.SceneGraphPipeline: {e}") from e
-    pipe = SceneGraphPipeline.from_pretrained(config.model)
+    pipe = SceneGraphPipeline.from_pretrained(config.model).to(device)
     images: list[np.ndarray] = []
     kwargs = {} if config.steps is None else {"num_inference_steps": config.steps}
     for g in graphs:

@@ -61,6 +61,9 @@ class TrainShapesConfig:
         num_threads: torch CPU threads (default 1).
         ema_decay: EMA of the weights (the saved pipeline uses the EMA weights).
         checkpoint_every: steps between checkpoints.
+        device: training device: ``"cpu"`` (default), ``"cuda"``, ``"cuda:N"`` or ``"auto"``; under ``torchrun``
+            ``"cuda"`` means one GPU per ``LOCAL_RANK``. Scenes are drawn and rendered on CPU either way; the
+            saved pipeline is on CPU.
     """
 
     output_dir: str = "runs/shapes"
@@ -78,6 +81,7 @@ class TrainShapesConfig:
     num_threads: int = 1
     ema_decay: float | None = 0.995
     checkpoint_every: int = 200
+    device: str = "cpu"
 
     def __post_init__(self) -> None:
         if self.encoder not in ENCODERS:
@@ -88,6 +92,9 @@ class TrainShapesConfig:
             raise ValueError(f"max_minutes must be > 0, got {self.max_minutes}")
         if self.pool_size is not None and self.pool_size < self.batch_size:
             raise ValueError(f"pool_size must be >= batch_size, got {self.pool_size}")
+        from ..devices import check_device
+
+        check_device(self.device, "device")
 
 
 class ShapesModel(nn.Module):
@@ -184,13 +191,17 @@ def train_shapes(config: TrainShapesConfig, resume: bool = False) -> Path:
     """Train a shapes model; save the (EMA) pipeline to ``output_dir/pipeline`` and return that path."""
     from ..training import TrainConfig, Trainer, distributed_env
 
+    from ..devices import resolve_device
+
+    if config.device.startswith("cuda"):
+        resolve_device(config.device, "device")  # RuntimeError now, not after building the model
     rank, world, _ = distributed_env()
     out = Path(config.output_dir)
     model = build_model(config)
     tcfg = TrainConfig(max_steps=config.max_steps, lr=config.lr, schedule="cosine", warmup_steps=50,
                        min_lr_ratio=0.05, grad_clip=1.0, ema_decay=config.ema_decay, ema_warmup=True,
                        log_every=50, checkpoint_every=config.checkpoint_every, output_dir=str(out / "checkpoints"),
-                       seed=config.seed, num_threads=config.num_threads,
+                       seed=config.seed, num_threads=config.num_threads, device=config.device,
                        ddp_find_unused_parameters=config.encoder != "text")
     trainer = Trainer(model, shapes_step(config.layout_weight), tcfg)
     if config.encoder == "text" and config.pool_size is not None:
@@ -204,6 +215,7 @@ def train_shapes(config: TrainShapesConfig, resume: bool = False) -> Path:
     final = trainer.ema_model if trainer.ema_model is not None else trainer.model
     path = out / "pipeline"
     if rank == 0:
+        final.to("cpu")  # training is over: save (and hand back) CPU weights
         pipe = ShapesPipeline(unet=final.unet, conditioner=final.conditioner, scheduler=make_scheduler())
         pipe.save_pretrained(path)
         info = {"config": asdict(config), "steps": trainer.step, "minutes": minutes, "world_size": world,
