@@ -56,7 +56,10 @@ class ModelConfig:
         cn_beta: initial weight of the common-neighbour branch of the ``cn`` decoder.
         decoder_edge_dropout: during training, the fraction of (undirected) message-passing edges
             hidden from the decoder's common-neighbour lookup (NCN's predictor edge dropout).
-        ensemble: VRD: number of independently initialised members averaged.
+        ensemble: VRD, planetoid: number of independently initialised members, trained side by side on
+            the same batches, whose predictions are averaged (log-probabilities / logits).
+        ema_decay: evaluate (and select, and test) an exponential moving average of the weights,
+            updated after every optimizer step with this decay (0 = off).
         tail_dropout: ``puregcn``: dropout on the last propagation's output.
         decoder_xlin, decoder_tailact, decoder_twolayer: ``ncn`` decoder: node MLP on the CN features,
             activation-terminated branch MLPs, two hidden layers in the output MLP (NCN's ``use_xlin``,
@@ -95,6 +98,7 @@ class ModelConfig:
     cn_beta: float = 1.0
     decoder_edge_dropout: float = 0.0
     ensemble: int = 1
+    ema_decay: float = 0.0
     tail_dropout: float = 0.0
     decoder_xlin: bool = True
     decoder_tailact: bool = True
@@ -115,6 +119,8 @@ class ModelConfig:
         for k in ("hidden", "num_layers", "epochs", "eval_every", "num_negatives", "heads", "ensemble"):
             if getattr(self, k) < (0 if k in ("num_layers", "epochs") else 1):
                 raise ValueError(f"models[{self.name}].{k} must be positive, got {getattr(self, k)}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"models[{self.name}].ema_decay must be in [0, 1), got {self.ema_decay}")
         if self.batch_size < 0 or self.patience < 0:
             raise ValueError(f"models[{self.name}]: batch_size and patience must be >= 0")
 

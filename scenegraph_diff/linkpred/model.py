@@ -1,10 +1,14 @@
-"""``LinkModel``: an encoder and a decoder behind one ``forward`` (one call per step, as DDP wants)."""
+"""``LinkModel``: an encoder and a decoder behind one ``forward`` (one call per step, as DDP wants);
+``LinkEnsemble``: K independently initialised ``LinkModel`` s trained side by side."""
 
 from __future__ import annotations
 
+from typing import Sequence
+
+import torch
 from torch import Tensor, nn
 
-__all__ = ["LinkModel"]
+__all__ = ["LinkModel", "LinkEnsemble"]
 
 
 class LinkModel(nn.Module):
@@ -24,3 +28,41 @@ class LinkModel(nn.Module):
         neighbours from (NCN drops some of its edges during training)."""
         h = self.encoder(x, edge_index)
         return self.decoder(h, pairs, edge_index if decoder_edge_index is None else decoder_edge_index)
+
+    def score(self, x: Tensor, edge_index: Tensor, *pair_sets: Tensor) -> list[Tensor]:
+        """Logits of several pair sets ``[2, B_i] -> [B_i]`` from one encoder pass (evaluation)."""
+        h = self.encoder(x, edge_index)
+        return [self.decoder(h, p, edge_index) for p in pair_sets]
+
+    def encoder_parameters(self) -> list[nn.Parameter]:
+        return list(self.encoder.parameters())
+
+    def decoder_parameters(self) -> list[nn.Parameter]:
+        return list(self.decoder.parameters())
+
+
+class LinkEnsemble(nn.Module):
+    """``K`` independently initialised :class:`LinkModel` s that see the same batches.
+
+    ``forward`` returns the members' logits ``[K, B]`` (each member gets its own loss); ``score``
+    averages the members' logits ``[B]``.
+    """
+
+    def __init__(self, members: Sequence[LinkModel]) -> None:
+        super().__init__()
+        if not members:
+            raise ValueError("LinkEnsemble needs at least one member")
+        self.members = nn.ModuleList(members)
+
+    def forward(self, x: Tensor, edge_index: Tensor, pairs: Tensor, decoder_edge_index: Tensor | None = None) -> Tensor:
+        return torch.stack([m(x, edge_index, pairs, decoder_edge_index) for m in self.members])
+
+    def score(self, x: Tensor, edge_index: Tensor, *pair_sets: Tensor) -> list[Tensor]:
+        per = [m.score(x, edge_index, *pair_sets) for m in self.members]
+        return [torch.stack([p[i] for p in per]).mean(0) for i in range(len(pair_sets))]
+
+    def encoder_parameters(self) -> list[nn.Parameter]:
+        return [p for m in self.members for p in m.encoder_parameters()]
+
+    def decoder_parameters(self) -> list[nn.Parameter]:
+        return [p for m in self.members for p in m.decoder_parameters()]

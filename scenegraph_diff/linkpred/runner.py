@@ -100,15 +100,18 @@ def fit(task: Any, m: ModelConfig, select_metric: str, seed: int, rank: int = 0,
     opt = torch.optim.Adam(task.param_groups(model), weight_decay=m.weight_decay) if params else None
     gen = torch.Generator().manual_seed(seed * 1000 + 17 + rank)  # batches/negatives (per rank)
     order_gen = torch.Generator().manual_seed(seed * 1000 + 7)  # batch order (same on every rank)
+    epochs = 0 if opt is None else m.epochs
+    ema = None
+    if m.ema_decay > 0 and epochs:
+        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+        ema = AveragedModel(task.model, multi_avg_fn=get_ema_multi_avg_fn(m.ema_decay), use_buffers=True)
+    evaluated = task.model if ema is None else ema.module  # the weights that are validated, kept and tested
     best_val: dict[str, float] | None = None
     best_state: dict[str, torch.Tensor] | None = None
     best_epoch, bad, epochs_run = -1, 0, 0
     epoch_times: list[float] = []
     eval_time = 0.0
-    if opt is None or m.epochs == 0:
-        epochs = 0
-    else:
-        epochs = m.epochs
     for epoch in range(epochs):
         model.train()
         t0 = time.perf_counter()
@@ -118,6 +121,8 @@ def fit(task: Any, m: ModelConfig, select_metric: str, seed: int, rank: int = 0,
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            if ema is not None:
+                ema.update_parameters(task.model)
             last = float(loss.detach())
         epoch_times.append(time.perf_counter() - t0)
         epochs_run = epoch + 1
@@ -126,14 +131,15 @@ def fit(task: Any, m: ModelConfig, select_metric: str, seed: int, rank: int = 0,
         if (epoch + 1) % m.eval_every and epoch + 1 != epochs:
             continue
         model.eval()
+        evaluated.eval()
         t1 = time.perf_counter()
-        val = task.evaluate(model, "val")
+        val = task.evaluate(model if ema is None else evaluated, "val")  # (DDP-wrapped or the EMA copy)
         eval_time += time.perf_counter() - t1
         if select_metric not in val:
             raise ValueError(f"select_metric {select_metric!r} not among the validation metrics {sorted(val)}")
         if best_val is None or val[select_metric] > best_val[select_metric]:
             best_val, best_epoch, bad = val, epoch, 0
-            best_state = copy.deepcopy(task.model.state_dict())
+            best_state = copy.deepcopy(evaluated.state_dict())
         else:
             bad += 1
             if m.patience and bad >= m.patience:

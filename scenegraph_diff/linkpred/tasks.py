@@ -29,7 +29,7 @@ from .config import LinkPredConfig, ModelConfig
 from .decoders import CNDecoder, DistMultDecoder, DotDecoder, MLPDecoder, NCNDecoder
 from .encoders import GCNEncoder, PureGCNEncoder, SAGEEncoder
 from .metrics import evaluate_scores
-from .model import LinkModel
+from .model import LinkEnsemble, LinkModel
 from .splits import LinkSplit, random_link_split, sample_negatives, to_undirected
 
 __all__ = ["PlanetoidTask", "HeteroLinkTask", "VRDTask", "TASK_CLASSES", "bce_loss", "make_decoder"]
@@ -91,17 +91,21 @@ class PlanetoidTask:
         split = random_link_split(data.edge_index, data.num_nodes, cfg.val_ratio, cfg.test_ratio, generator=g)
         if m.encoder not in HOMO_ENCODERS:
             raise ValueError(f"models[{m.name}].encoder: {m.encoder!r} is not a homogeneous encoder {sorted(HOMO_ENCODERS)}")
-        if m.encoder == "puregcn":
-            enc: nn.Module = PureGCNEncoder(data.num_features, m.hidden, num_layers=m.num_layers, dropout=m.dropout,
-                                            input_dropout=m.input_dropout, tail_dropout=m.tail_dropout, jk=m.jk)
-        else:
-            enc = HOMO_ENCODERS[m.encoder](
-                data.num_features, m.hidden, num_layers=m.num_layers, dropout=m.dropout, input_dropout=m.input_dropout,
-                input_linear=m.input_linear, jk=m.jk, norm=m.norm,
-            )
+
+        def member() -> LinkModel:
+            if m.encoder == "puregcn":
+                enc: nn.Module = PureGCNEncoder(data.num_features, m.hidden, num_layers=m.num_layers, dropout=m.dropout,
+                                                input_dropout=m.input_dropout, tail_dropout=m.tail_dropout, jk=m.jk)
+            else:
+                enc = HOMO_ENCODERS[m.encoder](
+                    data.num_features, m.hidden, num_layers=m.num_layers, dropout=m.dropout,
+                    input_dropout=m.input_dropout, input_linear=m.input_linear, jk=m.jk, norm=m.norm,
+                )
+            return LinkModel(enc, make_decoder(m))
+
+        model: nn.Module = member() if m.ensemble == 1 else LinkEnsemble([member() for _ in range(m.ensemble)])
         device = torch.device(device)
-        return cls(cfg, m, split, data.x.to_sparse().coalesce().to(device), LinkModel(enc, make_decoder(m)).to(device),
-                   rank, world, device)
+        return cls(cfg, m, split, data.x.to_sparse().coalesce().to(device), model.to(device), rank, world, device)
 
     def __post_init__(self) -> None:
         self._exclude = self.split.train_exclude_keys()
@@ -110,8 +114,8 @@ class PlanetoidTask:
     def param_groups(self, model: nn.Module) -> list[dict]:
         core = model.module if hasattr(model, "module") else model
         return [
-            {"params": list(core.encoder.parameters()), "lr": self.m.lr},
-            {"params": list(core.decoder.parameters()), "lr": self.m.decoder_lr or self.m.lr},
+            {"params": core.encoder_parameters(), "lr": self.m.lr},
+            {"params": core.decoder_parameters(), "lr": self.m.decoder_lr or self.m.lr},
         ]
 
     def batches(self, generator: torch.Generator) -> Iterable[Tensor]:
@@ -134,8 +138,11 @@ class PlanetoidTask:
             dec_mp = to_undirected(und[:, keep]).to(self.device)
         # Sampling ran on the CPU (same draws on every device); the model sees device tensors.
         dev = self.device
-        logits = model(self.x, mp.to(dev), torch.cat([pos, neg], 1).to(dev), dec_mp)
-        return bce_loss(logits[: pos.size(1)], logits[pos.size(1) :])
+        logits = model(self.x, mp.to(dev), torch.cat([pos, neg], 1).to(dev), dec_mp)  # [B] or [K, B] (ensemble)
+        p = pos.size(1)
+        if logits.dim() == 2:  # each ensemble member its own loss (summed: each gets a single model's gradient)
+            return sum(bce_loss(lg[:p], lg[p:]) for lg in logits)
+        return bce_loss(logits[:p], logits[p:])
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module, stage: str) -> dict[str, float]:
@@ -145,14 +152,12 @@ class PlanetoidTask:
         mp = s.message_passing_edges(stage, with_val=self.cfg.test_with_val_edges).to(dev)
         pos, neg = (s.val_pos, s.val_neg) if stage == "val" else (s.test_pos, s.test_neg)
         pos, neg = pos.to(dev), neg.to(dev)
-        h = core.encoder(self.x, mp)
-        out = evaluate_scores(core.decoder(h, pos, mp), core.decoder(h, neg, mp), self.cfg.hits_k)
+        out = evaluate_scores(*core.score(self.x, mp, pos, neg), self.cfg.hits_k)
         if stage == "test" and not self.cfg.test_with_val_edges:
             # The same model tested on the OGB-collab convention (validation edges joined to the test
             # graph), reported under "valmp/<metric>"; the protocol's number stays "<metric>".
             mp = s.message_passing_edges(stage, with_val=True).to(dev)
-            h = core.encoder(self.x, mp)
-            extra = evaluate_scores(core.decoder(h, pos, mp), core.decoder(h, neg, mp), self.cfg.hits_k)
+            extra = evaluate_scores(*core.score(self.x, mp, pos, neg), self.cfg.hits_k)
             out.update({f"valmp/{k}": v for k, v in extra.items()})
         return out
 

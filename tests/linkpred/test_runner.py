@@ -158,3 +158,62 @@ def test_ncn_and_ncnc_rows_run_and_learn(tmp_path):
         rec = json.loads((tmp_path / row / "seed_0.json").read_text())
         assert rec["config"]["model"]["completion"] == (row == "ncnc")
         assert summary[row]["auc"]["mean"] > 0.6  # the two-block graph is easy; chance is 0.5
+
+
+def test_planetoid_ensemble_and_ema_rows(tmp_path):
+    from scenegraph_diff.linkpred.model import LinkEnsemble
+    from scenegraph_diff.linkpred.tasks import TASK_CLASSES
+
+    data = random_graph()
+    common = {"encoder": "puregcn", "decoder": "ncn", "hidden": 16, "num_layers": 1, "jk": True, "norm": True,
+              "batch_size": 32, "mask_targets": True, "epochs": 6}
+    cfg = _cfg(models=[{"name": "ens", **common, "ensemble": 3}, {"name": "ema", **common, "ema_decay": 0.5}], seeds=[0],
+               select_metric="auc")
+    ens = TASK_CLASSES["planetoid"].build(cfg, cfg.models[0], data, 0)
+    assert isinstance(ens.model, LinkEnsemble) and len(ens.model.members) == 3
+    w = [mm.encoder.lin.weight for mm in ens.model.members]
+    assert not torch.equal(w[0], w[1])  # independently initialised
+    # The ensemble's score is the mean of its members' logits.
+    s = ens.split
+    ens.model.eval()
+    got = ens.model.score(ens.x, s.message_passing_edges("val"), s.val_pos)[0]
+    want = torch.stack([mm.score(ens.x, s.message_passing_edges("val"), s.val_pos)[0] for mm in ens.model.members]).mean(0)
+    torch.testing.assert_close(got, want)
+    # Each member gets its own loss: the summed loss's gradient on a member is that member's alone.
+    loss = ens.loss(ens.model, torch.arange(16), torch.Generator().manual_seed(0))
+    loss.backward()
+    assert all(p.grad is not None for p in ens.model.parameters() if p.requires_grad and p.dim() > 1)
+    summary = run_sweep(cfg, tmp_path, progress=False, data=data)
+    assert summary["ens"]["auc"]["mean"] > 0.6 and summary["ema"]["auc"]["mean"] > 0.6
+    with pytest.raises(ValueError, match="ema_decay must be in"):
+        _cfg(models=[{"name": "a", "ema_decay": 1.0}])
+
+
+def test_ema_row_tests_the_averaged_weights(tmp_path, monkeypatch):
+    """With ``ema_decay`` the kept (and tested) state is the moving average, not the last weights."""
+    data = random_graph()
+    cfg = _cfg(models=[{"name": "ema", "encoder": "gcn", "decoder": "dot", "hidden": 8, "epochs": 3, "lr": 0.05, "batch_size": 16,
+                        "ema_decay": 0.5}], seeds=[0])
+    from scenegraph_diff.linkpred.tasks import TASK_CLASSES
+
+    task = TASK_CLASSES["planetoid"].build(cfg, cfg.models[0], data, 0)
+    states = []
+    orig = task.evaluate
+
+    def spy(model, stage):
+        states.append({k: v.clone() for k, v in model.state_dict().items()})
+        return orig(model, stage)
+
+    raw = {}
+    monkeypatch.setattr(task, "evaluate", spy)
+    orig_loss = task.loss
+
+    def loss_spy(model, batch, gen):  # the raw weights just before the last step's update
+        raw.update({k: v.detach().clone() for k, v in task.model.state_dict().items()})
+        return orig_loss(model, batch, gen)
+
+    monkeypatch.setattr(task, "loss", loss_spy)
+    runner_mod.fit(task, cfg.models[0], "auc", 0)
+    final = task.model.state_dict()
+    assert any(all(torch.equal(final[k], st[k]) for k in final) for st in states[:-1])  # kept = a validated EMA state
+    assert not all(torch.equal(final[k], v) for k, v in raw.items())  # ... not the raw weights of any step
