@@ -177,13 +177,9 @@ class LinkPredConfig:
             raise ValueError("seeds: at least one seed is needed")
         if self.threads < 1:
             raise ValueError(f"threads must be >= 1, got {self.threads}")
-        from .runner import resolve_device
+        from ..devices import check_device
 
-        if self.device not in ("cpu", "auto"):
-            try:
-                resolve_device(self.device)
-            except RuntimeError:  # a well-formed CUDA device on a machine without one: fails when run
-                pass
+        check_device(self.device)  # the form only: a CUDA device on a machine without one fails when run
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "LinkPredConfig":

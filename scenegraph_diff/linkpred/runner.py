@@ -65,17 +65,12 @@ def resolve_device(spec: str) -> torch.device:
     ``auto`` picks CUDA when available; under ``torchrun`` a bare ``cuda`` means ``cuda:LOCAL_RANK``.
     Raises ``RuntimeError`` naming the value when CUDA is asked for but not available.
     """
-    if not isinstance(spec, str) or not (spec in ("cpu", "cuda", "auto") or
-                                         (spec.startswith("cuda:") and spec[5:].isdigit())):
-        raise ValueError(f"device must be 'cpu', 'cuda', 'cuda:N' or 'auto', got {spec!r}")
-    if spec == "auto":
-        spec = "cuda" if torch.cuda.is_available() else "cpu"
-    if spec.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise RuntimeError(f"device={spec!r} but CUDA is not available (use 'cpu' or 'auto')")
-        if spec == "cuda":
-            spec = f"cuda:{int(os.environ.get('LOCAL_RANK', torch.cuda.current_device()))}"
-    return torch.device(spec)
+    from ..devices import resolve_device as _resolve
+
+    device = _resolve(spec)
+    if spec in ("cuda", "auto") and device.type == "cuda" and "LOCAL_RANK" in os.environ:
+        device = _resolve(f"cuda:{int(os.environ['LOCAL_RANK'])}")
+    return device
 
 
 def _dist() -> tuple[int, int]:
