@@ -509,6 +509,8 @@ def _add_linkpred(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seeds", default=None, help="override the seeds, e.g. 0,1,2")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:N or auto (default: the config's device, else cpu)")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="run this many seeds at a time, one process each with --threads threads (default 1)")
     _add_threads(p)
 
 
@@ -536,7 +538,8 @@ def _run_linkpred(args: argparse.Namespace) -> int:
     _set_threads(args.threads)
     out = Path(args.out) if args.out else Path("runs") / "linkpred" / path.stem
     try:
-        summary = run_sweep(cfg, out, data_root=args.data_root, progress=not args.no_progress, only=args.only)
+        summary = run_sweep(cfg, out, data_root=args.data_root, progress=not args.no_progress, only=args.only,
+                            jobs=args.jobs)
     except ValueError as e:
         raise CLIError(str(e)) from None
     if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 reports

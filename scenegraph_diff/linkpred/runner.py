@@ -16,6 +16,8 @@ Layout of an output folder::
   CPU, nccl with ``device: cuda``, one GPU per rank) is started, the model is wrapped in ``DistributedDataParallel`` and each rank trains on its share of
   every batch (gradients are averaged, so one step matches a single-process step on the whole batch);
   every rank evaluates the same full graph and only rank 0 writes files.
+* Parallel seeds: ``jobs > 1`` runs that many (row, seed) pairs at a time in spawned processes (each
+  with ``threads`` threads); the per-seed records are the same as a one-process sweep writes.
 * Randomness: the split and negatives come from ``torch.Generator`` seeded with the run's seed; parameter
   init and dropout use the global RNG inside ``torch.random.fork_rng`` seeded with it (restored after).
 """
@@ -298,8 +300,22 @@ def markdown_table(summary: Mapping[str, Mapping[str, Mapping[str, float]]], col
     return "\n".join(lines) + "\n"
 
 
+_POOL_DATA: Any = None  # the dataset, in a worker process of a ``jobs > 1`` sweep
+
+
+def _pool_init(data: Any, threads: int) -> None:
+    global _POOL_DATA
+    _POOL_DATA = data
+    torch.set_num_threads(threads)
+
+
+def _pool_run(cfg: LinkPredConfig, m: ModelConfig, seed: int) -> dict[str, Any]:
+    return run_seed(cfg, m, _POOL_DATA, seed)
+
+
 def run_sweep(cfg: LinkPredConfig, out_dir: str | Path, data_root: str | Path | None = None,
-              progress: bool = True, only: list[str] | None = None, data: Any = None) -> dict[str, dict[str, dict[str, float]]]:
+              progress: bool = True, only: list[str] | None = None, data: Any = None,
+              jobs: int = 1) -> dict[str, dict[str, dict[str, float]]]:
     """Run every (row, seed) not finished yet, then aggregate. Returns the summary.
 
     Args:
@@ -310,7 +326,12 @@ def run_sweep(cfg: LinkPredConfig, out_dir: str | Path, data_root: str | Path | 
         only: restrict to these row names.
         data: an already loaded dataset (as :func:`load_task_data` returns it) instead of reading
             ``data_root``.
+        jobs: run this many (row, seed) pairs at a time, each in its own (spawned) process with
+            ``cfg.threads`` threads. A seed's result does not depend on ``jobs``: every run seeds its
+            own RNGs. Not combinable with ``torchrun``.
     """
+    if jobs < 1:
+        raise ValueError(f"jobs must be >= 1, got {jobs}")
     from tqdm.auto import tqdm
 
     _maybe_init_distributed(cfg.device)
@@ -340,11 +361,16 @@ def run_sweep(cfg: LinkPredConfig, out_dir: str | Path, data_root: str | Path | 
                     logger.info("skip %s (finished)", path)
                     continue
             todo.append((m, s, path))
+    if jobs > 1 and world > 1:
+        raise ValueError(f"jobs={jobs} cannot be combined with torchrun (WORLD_SIZE={world}): use one or the other")
     old = torch.get_num_threads()
     torch.set_num_threads(cfg.threads)
     try:
         if todo and data is None:
             data = load_task_data(cfg, data_root)
+        if jobs > 1 and len(todo) > 1:
+            _run_pool(cfg, todo, data, jobs, progress)
+            return aggregate(out, [m.name for m in cfg.models], cfg.report)
         bar = tqdm(todo, desc=f"linkpred {cfg.dataset}", disable=not progress or rank != 0)
         for m, s, path in bar:
             bar.set_postfix_str(f"{m.name} seed {s}")
@@ -357,6 +383,34 @@ def run_sweep(cfg: LinkPredConfig, out_dir: str | Path, data_root: str | Path | 
     finally:
         torch.set_num_threads(old)
     return aggregate(out, [m.name for m in cfg.models], cfg.report) if rank == 0 else {}
+
+
+def _run_pool(cfg: LinkPredConfig, todo: list, data: Any, jobs: int, progress: bool) -> None:
+    """Run ``todo`` ((row, seed, path) triples) in ``jobs`` spawned processes; write each record as it ends."""
+    import multiprocessing
+    from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=len(todo), desc=f"linkpred {cfg.dataset} ({jobs} jobs)", disable=not progress)
+    with ProcessPoolExecutor(min(jobs, len(todo)), mp_context=multiprocessing.get_context("spawn"),
+                             initializer=_pool_init, initargs=(data, cfg.threads)) as ex:
+        futures = {ex.submit(_pool_run, cfg, m, s): (m, s, path) for m, s, path in todo}
+        pending = set(futures)
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+            for fut in done:
+                m, s, path = futures[fut]
+                if fut.exception() is not None:
+                    for p in pending:
+                        p.cancel()
+                    raise fut.exception()
+                rec = fut.result()
+                _atomic_json(path, rec)
+                bar.update(1)
+                bar.set_postfix_str(f"{m.name} seed {s}")
+                logger.info("%s seed %d: %s", m.name, s, {k: round(v, 4) for k, v in rec["metrics"].items()})
+    bar.close()
 
 
 def _maybe_init_distributed(device: str = "cpu") -> None:

@@ -3,7 +3,6 @@ without a GPU) that must give the CPU's evaluation for the same weights."""
 
 import json
 import math
-from pathlib import Path
 
 import pytest
 import torch
@@ -12,10 +11,9 @@ from scenegraph_diff.linkpred.config import LinkPredConfig
 from scenegraph_diff.linkpred.runner import resolve_device, run_sweep
 from scenegraph_diff.linkpred.tasks import TASK_CLASSES
 
-from ._graphs import random_graph, random_hetero
+from ._graphs import FIXTURES, random_graph, random_hetero
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA not available")
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
 NCN = {"encoder": "puregcn", "decoder": "ncn", "hidden": 16, "num_layers": 1, "jk": True, "norm": True,
        "batch_size": 32, "mask_targets": True, "decoder_edge_dropout": 0.2, "tail_dropout": 0.1, "epochs": 3}

@@ -217,3 +217,21 @@ def test_ema_row_tests_the_averaged_weights(tmp_path, monkeypatch):
     final = task.model.state_dict()
     assert any(all(torch.equal(final[k], st[k]) for k in final) for st in states[:-1])  # kept = a validated EMA state
     assert not all(torch.equal(final[k], v) for k, v in raw.items())  # ... not the raw weights of any step
+
+
+def test_parallel_jobs_write_the_same_records(tmp_path):
+    data = random_graph()
+    cfg = _cfg(models=[{"name": "gcn-dot", "encoder": "gcn", "decoder": "dot", "hidden": 8, "epochs": 2},
+                       {"name": "gcn-cn", "encoder": "gcn", "decoder": "cn", "hidden": 8, "num_layers": 1,
+                        "batch_size": 32, "mask_targets": True, "epochs": 2}])
+    one = run_sweep(cfg, tmp_path / "one", progress=False, data=data)
+    two = run_sweep(cfg, tmp_path / "two", progress=False, data=data, jobs=2)
+    for row in ("gcn-dot", "gcn-cn"):
+        for s in (0, 1):
+            a = json.loads((tmp_path / "one" / row / f"seed_{s}.json").read_text())
+            b = json.loads((tmp_path / "two" / row / f"seed_{s}.json").read_text())
+            assert a["metrics"] == b["metrics"] and a["best_epoch"] == b["best_epoch"]
+    assert {r: {k: v["mean"] for k, v in s.items() if not k.endswith("_s")} for r, s in one.items()} == \
+           {r: {k: v["mean"] for k, v in s.items() if not k.endswith("_s")} for r, s in two.items()}
+    with pytest.raises(ValueError, match="jobs must be >= 1, got 0"):
+        run_sweep(cfg, tmp_path / "bad", progress=False, data=data, jobs=0)
