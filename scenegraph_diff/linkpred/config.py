@@ -61,6 +61,7 @@ class ModelConfig:
         ema_decay: evaluate (and select, and test) an exponential moving average of the weights,
             updated after every optimizer step with this decay (0 = off).
         tail_dropout: ``puregcn``: dropout on the last propagation's output.
+        jk_input: ``puregcn`` with ``jk``: include the un-propagated projection (step 0) in the sum.
         decoder_xlin, decoder_tailact, decoder_twolayer: ``ncn`` decoder: node MLP on the CN features,
             activation-terminated branch MLPs, two hidden layers in the output MLP (NCN's ``use_xlin``,
             ``tailact``, ``twolayerlin``).
@@ -100,6 +101,7 @@ class ModelConfig:
     ensemble: int = 1
     ema_decay: float = 0.0
     tail_dropout: float = 0.0
+    jk_input: bool = False
     decoder_xlin: bool = True
     decoder_tailact: bool = True
     decoder_twolayer: bool = False

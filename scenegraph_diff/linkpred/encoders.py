@@ -144,8 +144,9 @@ class PureGCNEncoder(nn.Module):
     """NCN's "pure GCN": an input projection followed by weight-free GCN propagations.
 
     ``h = Σ_l w_l · drop_tail(Â^l · drop(W · drop_in(x)))`` (jumping knowledge with learned scalars
-    ``w_l`` when ``jk``; otherwise the last layer only). The weights live only in the input
-    projection, so the embedding is a smoothed linear function of the features.
+    ``w_l`` when ``jk``, ``l = 1..L``, or ``l = 0..L`` with ``jk_input``; otherwise the last layer only).
+    The weights live only in the input projection, so the embedding is a smoothed linear function of the
+    features; with many steps and ``jk_input`` it is a learned polynomial filter of ``Â`` (GPR-GNN).
 
     Args:
         in_channels: F.
@@ -155,19 +156,23 @@ class PureGCNEncoder(nn.Module):
         input_dropout: dropout on the input features (stored values of sparse input).
         tail_dropout: dropout on the output of the last propagation.
         jk: learned weighted sum over the L propagation outputs.
+        jk_input: also include the propagation input (``l = 0``) in that sum (needs ``jk``).
 
     Shapes:
         x ``[N, F]`` (dense or sparse COO), edge_index ``[2, E]`` -> ``[N, D]``.
     """
 
     def __init__(self, in_channels: int, hidden_channels: int, num_layers: int = 1, dropout: float = 0.0,
-                 input_dropout: float = 0.0, tail_dropout: float = 0.0, jk: bool = True) -> None:
+                 input_dropout: float = 0.0, tail_dropout: float = 0.0, jk: bool = True, jk_input: bool = False) -> None:
         super().__init__()
         _check_sizes(num_layers, hidden_channels)
+        if jk_input and not jk:
+            raise ValueError("jk_input=True needs jk=True")
         self.in_channels, self.hidden_channels, self.num_layers = in_channels, hidden_channels, num_layers
         self.dropout, self.input_dropout, self.tail_dropout, self.jk = dropout, input_dropout, tail_dropout, jk
+        self.jk_input = jk_input
         self.lin = nn.Linear(in_channels, hidden_channels)
-        self.jk_weight = nn.Parameter(torch.ones(num_layers)) if jk else None
+        self.jk_weight = nn.Parameter(torch.ones(num_layers + int(jk_input))) if jk else None
 
     def reset_parameters(self) -> None:
         self.lin.reset_parameters()
@@ -178,7 +183,7 @@ class PureGCNEncoder(nn.Module):
         x = sparse_dropout(x, self.input_dropout, self.training)
         x = torch.sparse.mm(x, self.lin.weight.t()) + self.lin.bias if x.is_sparse else self.lin(x)
         x = F.dropout(x, self.dropout, self.training)
-        outs = []
+        outs = [x] if self.jk_input else []
         for i in range(self.num_layers):
             x = gcn_norm_propagate(x, edge_index)
             if i == self.num_layers - 1:

@@ -388,7 +388,7 @@ def run_sweep(cfg: LinkPredConfig, out_dir: str | Path, data_root: str | Path | 
 def _run_pool(cfg: LinkPredConfig, todo: list, data: Any, jobs: int, progress: bool) -> None:
     """Run ``todo`` ((row, seed, path) triples) in ``jobs`` spawned processes; write each record as it ends."""
     import multiprocessing
-    from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
     from tqdm.auto import tqdm
 
@@ -396,21 +396,27 @@ def _run_pool(cfg: LinkPredConfig, todo: list, data: Any, jobs: int, progress: b
     with ProcessPoolExecutor(min(jobs, len(todo)), mp_context=multiprocessing.get_context("spawn"),
                              initializer=_pool_init, initargs=(data, cfg.threads)) as ex:
         futures = {ex.submit(_pool_run, cfg, m, s): (m, s, path) for m, s, path in todo}
-        pending = set(futures)
+        pending, error = set(futures), None
         while pending:
-            done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
             for fut in done:
                 m, s, path = futures[fut]
-                if fut.exception() is not None:
-                    for p in pending:
-                        p.cancel()
-                    raise fut.exception()
+                if fut.cancelled():
+                    continue
+                if fut.exception() is not None:  # stop queued runs; let running ones finish and be written
+                    if error is None:
+                        error = fut.exception()
+                        for p in pending:
+                            p.cancel()
+                    continue
                 rec = fut.result()
                 _atomic_json(path, rec)
                 bar.update(1)
                 bar.set_postfix_str(f"{m.name} seed {s}")
                 logger.info("%s seed %d: %s", m.name, s, {k: round(v, 4) for k, v in rec["metrics"].items()})
     bar.close()
+    if error is not None:
+        raise error
 
 
 def _maybe_init_distributed(device: str = "cpu") -> None:

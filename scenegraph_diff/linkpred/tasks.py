@@ -95,7 +95,8 @@ class PlanetoidTask:
         def member() -> LinkModel:
             if m.encoder == "puregcn":
                 enc: nn.Module = PureGCNEncoder(data.num_features, m.hidden, num_layers=m.num_layers, dropout=m.dropout,
-                                                input_dropout=m.input_dropout, tail_dropout=m.tail_dropout, jk=m.jk)
+                                                input_dropout=m.input_dropout, tail_dropout=m.tail_dropout, jk=m.jk,
+                                                jk_input=m.jk_input)
             else:
                 enc = HOMO_ENCODERS[m.encoder](
                     data.num_features, m.hidden, num_layers=m.num_layers, dropout=m.dropout,

@@ -36,6 +36,27 @@ def test_pure_gcn_encoder_shapes_and_sparse_input():
         PureGCNEncoder(6, 4, num_layers=0)
 
 
+def test_pure_gcn_jk_input_is_a_polynomial_filter():
+    """With ``jk_input`` the output is ``Σ_{l=0..L} w_l Â^l (W x + b)`` (dense formula, dropout off)."""
+    torch.manual_seed(0)
+    enc = PureGCNEncoder(6, 4, num_layers=3, jk=True, jk_input=True).eval()
+    with torch.no_grad():
+        enc.jk_weight.copy_(torch.tensor([0.5, -1.0, 2.0, 0.25]))
+    x = torch.rand(5, 6)
+    n = 5
+    a = torch.eye(n)
+    a[EDGES[1], EDGES[0]] = 1.0
+    a = ((a + a.t()) > 0).float()
+    a.fill_diagonal_(1.0)
+    d = a.sum(1).rsqrt()
+    ah = d[:, None] * a * d[None, :]
+    z = enc.lin(x)
+    want = 0.5 * z - 1.0 * ah @ z + 2.0 * ah @ ah @ z + 0.25 * ah @ ah @ ah @ z
+    torch.testing.assert_close(enc(x, torch.cat([EDGES, EDGES.flip(0)], 1)), want, atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="jk_input=True needs jk=True"):
+        PureGCNEncoder(6, 4, jk=False, jk_input=True)
+
+
 def _brute_overlap(edge_index, n, pairs):
     adj = torch.zeros(n, n, dtype=torch.bool)
     adj[edge_index[0], edge_index[1]] = True

@@ -235,3 +235,14 @@ def test_parallel_jobs_write_the_same_records(tmp_path):
            {r: {k: v["mean"] for k, v in s.items() if not k.endswith("_s")} for r, s in two.items()}
     with pytest.raises(ValueError, match="jobs must be >= 1, got 0"):
         run_sweep(cfg, tmp_path / "bad", progress=False, data=data, jobs=0)
+
+
+def test_parallel_jobs_keep_finished_seeds_when_one_fails(tmp_path):
+    """Records are written as runs end: a failing row stops the sweep, but what finished is kept."""
+    cfg = _cfg(models=[{"name": "ok", "encoder": "gcn", "decoder": "dot", "hidden": 8, "epochs": 2},
+                       {"name": "bad", "encoder": "hgcn", "decoder": "dot", "hidden": 8, "epochs": 1}],
+               seeds=[0, 1, 2])
+    with pytest.raises(ValueError, match="'hgcn' is not a homogeneous encoder"):
+        run_sweep(cfg, tmp_path, progress=False, data=random_graph(), jobs=2)
+    assert (tmp_path / "ok" / "seed_0.json").exists()  # ran beside the failing run, then written
+    assert not list((tmp_path / "bad").glob("seed_*.json"))
