@@ -307,6 +307,22 @@ def _pool_init(data: Any, threads: int) -> None:
     global _POOL_DATA
     _POOL_DATA = data
     torch.set_num_threads(threads)
+    _die_with_parent()
+
+
+def _die_with_parent() -> None:
+    """Linux: have the kernel send SIGTERM to this worker when the sweep process dies (a killed sweep
+    must not leave workers training); elsewhere, nothing."""
+    import signal
+    import sys
+
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        except OSError:
+            pass
 
 
 def _pool_run(cfg: LinkPredConfig, m: ModelConfig, seed: int) -> dict[str, Any]:
