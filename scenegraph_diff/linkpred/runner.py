@@ -13,9 +13,10 @@ Layout of an output folder::
 * Resume: a (row, seed) whose JSON exists with the same row config is skipped; a JSON with a
   different config is an error (delete it or use another output folder).
 * Distributed: under ``torchrun --nproc_per_node K`` (``WORLD_SIZE`` > 1) a process group (gloo on
-  CPU, nccl with ``device: cuda``, one GPU per rank) is started, the model is wrapped in ``DistributedDataParallel`` and each rank trains on its share of
-  every batch (gradients are averaged, so one step matches a single-process step on the whole batch);
-  every rank evaluates the same full graph and only rank 0 writes files.
+  CPU, nccl with ``device: cuda``, one GPU per rank) is started, the model is wrapped in
+  ``DistributedDataParallel`` and each rank trains on its share of every batch (gradients are
+  averaged, so one step matches a single-process step on the whole batch); every rank evaluates the
+  same full graph and only rank 0 writes files.
 * Parallel seeds: ``jobs > 1`` runs that many (row, seed) pairs at a time in spawned processes (each
   with ``threads`` threads); the per-seed records are the same as a one-process sweep writes.
 * Randomness: the split and negatives come from ``torch.Generator`` seeded with the run's seed; parameter
@@ -127,10 +128,9 @@ def fit(task: Any, m: ModelConfig, select_metric: str, seed: int, rank: int = 0,
             on_epoch(epoch, last)
         if (epoch + 1) % m.eval_every and epoch + 1 != epochs:
             continue
-        model.eval()
-        evaluated.eval()
+        evaluated.eval()  # the unwrapped model or its EMA copy (evaluation needs no DDP)
         t1 = time.perf_counter()
-        val = task.evaluate(model if ema is None else evaluated, "val")  # (DDP-wrapped or the EMA copy)
+        val = task.evaluate(evaluated, "val")
         eval_time += time.perf_counter() - t1
         if select_metric not in val:
             raise ValueError(f"select_metric {select_metric!r} not among the validation metrics {sorted(val)}")
