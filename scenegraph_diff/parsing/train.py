@@ -242,7 +242,6 @@ def train_parser(cfg: ParserTrainConfig) -> dict[str, Any]:
              n_rel, 100 * n_copy / max(n_rel, 1))
     config = TaggerConfig(num_words=len(vocab.words), num_predicates=len(vocab.predicates) - 1,
                           hidden=cfg.hidden, dropout=cfg.dropout)
-    gen = torch.Generator().manual_seed(cfg.seed)
     torch.manual_seed(cfg.seed)  # parameter init (nn.Module initialisers take no generator)
     model = SceneGraphTagger(config)
     log.info("%r", model)

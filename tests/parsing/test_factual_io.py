@@ -6,10 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from scenegraph_diff.graph import SceneGraph
 from scenegraph_diff.parsing import RuleBasedParser
 from scenegraph_diff.parsing.factual import (
-    FactualExample, graph_from_string, graph_to_string, graph_tuples, read_factual_csv, write_factual_csv,
+    graph_from_string, graph_to_string, graph_tuples, read_factual_csv, write_factual_csv,
 )
 from scenegraph_diff.parsing.metrics import _spice_exact, score_graph_strings, set_match
 
