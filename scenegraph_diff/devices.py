@@ -11,13 +11,13 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Sequence, TypeVar
 
 import torch
 from torch import Tensor
 
-__all__ = ["DEVICE_CHOICES", "check_device", "resolve_device", "module_device", "randn", "rand", "randint",
-           "multinomial"]
+__all__ = ["DEVICE_CHOICES", "check_device", "resolve_device", "module_device", "ModelOnDevice", "randn", "rand",
+           "randint", "multinomial"]
 
 #: what a ``device`` setting accepts (plus ``cuda:N``)
 DEVICE_CHOICES = ("cpu", "cuda", "auto")
@@ -65,6 +65,25 @@ def module_device(module: torch.nn.Module) -> torch.device:
     for t in module.buffers():
         return t.device
     return torch.device("cpu")
+
+
+_T = TypeVar("_T", bound="ModelOnDevice")
+
+
+class ModelOnDevice:
+    """Mixin for samplers that hold their network in ``self.model``: ``.device`` and ``.to(device)``."""
+
+    model: torch.nn.Module
+
+    @property
+    def device(self) -> torch.device:
+        """Device of the network (sampling runs there; a CPU ``torch.Generator`` still works)."""
+        return module_device(self.model)
+
+    def to(self: _T, device: torch.device | str) -> _T:
+        """Move the network to ``device`` (in place); returns ``self``."""
+        self.model.to(device)
+        return self
 
 
 def _where(generator: torch.Generator | None, device: torch.device | str | None) -> torch.device | str | None:

@@ -17,7 +17,7 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor
 
-from ..devices import check_device, module_device, randint
+from ..devices import ModelOnDevice, check_device, randint
 from .data import NodeCountSampler, adjacency_to_graphs, graphs_to_adjacency
 from .losses import edge_x0_loss
 from .ppgn import EdgeDenoiser
@@ -55,7 +55,7 @@ class EdgeDiffusionConfig:
         check_device(self.device, "EdgeDiffusionConfig.device")
 
 
-class EdgeDiffusionGenerator:
+class EdgeDiffusionGenerator(ModelOnDevice):
     """Denoiser + SDE + node-count distribution. ``generate`` returns ``{"num_nodes", "edges"}`` dicts."""
 
     def __init__(self, model: EdgeDenoiser, sde: VPSDE, node_counts: Sequence[int], structure_features: bool = False
@@ -71,16 +71,6 @@ class EdgeDiffusionGenerator:
         self.sde = sde
         self.node_counts = [int(n) for n in node_counts]
         self.sampler_counts = NodeCountSampler(self.node_counts)
-
-    @property
-    def device(self) -> torch.device:
-        """Device of the network (sampling runs there; a CPU ``torch.Generator`` still works)."""
-        return module_device(self.model)
-
-    def to(self, device: torch.device | str) -> "EdgeDiffusionGenerator":
-        """Move the network to ``device`` (in place); returns ``self``."""
-        self.model.to(device)
-        return self
 
     @property
     def self_condition(self) -> bool:

@@ -24,7 +24,7 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from torch import Tensor, nn
 
-from ..devices import check_device, module_device, randint
+from ..devices import ModelOnDevice, check_device, randint
 from .data import NodeCountSampler, adjacency_to_graphs, graphs_to_adjacency
 from .losses import dsm_loss
 from .samplers import PCSampler, S4Sampler
@@ -167,7 +167,7 @@ class GDSSConfig:
         check_device(self.device, "GDSSConfig.device")
 
 
-class GDSSGenerator:
+class GDSSGenerator(ModelOnDevice):
     """Samples ``(X, A)`` jointly with a score sampler; adjacency thresholded at 0.5 (GDSS)."""
 
     def __init__(self, model: GDSSScoreModel, sde_x: VPSDE, sde_a: VESDE, node_counts: Sequence[int]) -> None:
@@ -175,16 +175,6 @@ class GDSSGenerator:
         self.sde_x, self.sde_a = sde_x, sde_a
         self.node_counts = [int(n) for n in node_counts]
         self.counts = NodeCountSampler(self.node_counts)
-
-    @property
-    def device(self) -> torch.device:
-        """Device of the network (sampling runs there; a CPU ``torch.Generator`` still works)."""
-        return module_device(self.model)
-
-    def to(self, device: torch.device | str) -> "GDSSGenerator":
-        """Move the network to ``device`` (in place); returns ``self``."""
-        self.model.to(device)
-        return self
 
     def score_fn(self, node_mask: Tensor):
         def fn(state: dict[str, Tensor], t: Tensor) -> dict[str, Tensor]:

@@ -28,7 +28,7 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from torch import Tensor, nn
 
-from ..devices import check_device, module_device, multinomial, randint
+from ..devices import ModelOnDevice, check_device, multinomial, randint
 from .data import adjacency_to_graphs, graphs_to_adjacency
 from .losses import sample_time
 from .ppgn import EdgeDenoiser
@@ -122,23 +122,13 @@ class PARDConfig:
         check_device(self.device, "PARDConfig.device")
 
 
-class PARDGenerator:
+class PARDGenerator(ModelOnDevice):
     """Samples block by block. ``generate(num, sampler)`` with ``sampler = {"steps_per_block": K}``
     or a :class:`DDIMSampler`."""
 
     def __init__(self, model: PARDModel, sde: VPSDE) -> None:
         self.model = model.eval()
         self.sde = sde
-
-    @property
-    def device(self) -> torch.device:
-        """Device of the network (sampling runs there; a CPU ``torch.Generator`` still works)."""
-        return module_device(self.model)
-
-    def to(self, device: torch.device | str) -> "PARDGenerator":
-        """Move the network to ``device`` (in place); returns ``self``."""
-        self.model.to(device)
-        return self
 
     @torch.no_grad()
     def generate(self, num: int, sampler: Any = None, generator: torch.Generator | None = None) -> tuple[list[dict], float]:

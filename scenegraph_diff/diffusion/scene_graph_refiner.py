@@ -17,7 +17,7 @@ from typing import Sequence
 
 import torch
 
-from ..devices import module_device, randint
+from ..devices import ModelOnDevice, randint
 from ..graph.scene_graph import SceneGraph
 from ..graph.vocab import UNK, Vocabulary
 from .scene_graph_data import collate_typed, scene_graphs_to_typed, typed_to_scene_graphs
@@ -26,7 +26,7 @@ from .scene_graph_diffusion import SceneGraphDenoiser, TypedDiffusion, TypedGrap
 __all__ = ["SceneGraphRefiner"]
 
 
-class SceneGraphRefiner:
+class SceneGraphRefiner(ModelOnDevice):
     """Typed scene-graph diffusion over a fixed vocabulary (attributes are passed through unchanged)."""
 
     def __init__(self, model: SceneGraphDenoiser, vocab: Vocabulary, node_counts: Sequence[int] = (1, 2, 3)) -> None:
@@ -39,14 +39,9 @@ class SceneGraphRefiner:
         self.node_counts = [int(n) for n in node_counts]
 
     @property
-    def device(self) -> torch.device:
-        """Device of the denoiser (sampling runs there; a CPU ``torch.Generator`` still works)."""
-        return module_device(self.diffusion.model)
-
-    def to(self, device: torch.device | str) -> "SceneGraphRefiner":
-        """Move the denoiser to ``device`` (in place); returns ``self``."""
-        self.diffusion.model.to(device)
-        return self
+    def model(self) -> SceneGraphDenoiser:
+        """The denoiser (``.device`` / ``.to(device)`` act on it)."""
+        return self.diffusion.model
 
     def _batch(self, graphs: Sequence[SceneGraph]) -> TypedGraphBatch:
         """The graphs as a padded batch on the denoiser's device."""
