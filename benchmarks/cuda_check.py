@@ -172,18 +172,33 @@ def check_generate_bundled(ctx: Ctx) -> dict:
     return {"images": int(a.shape[0]), "pixel_agreement": round(agree, 4), "bitwise_equal": bool(np.array_equal(a, b))}
 
 
+def _saved_tiny_refiner(ctx: Ctx, name: str) -> Path:
+    """A tiny random :class:`SceneGraphRefiner` saved to ``ctx.tmp / name``."""
+    refiner, _ = _tiny_refiner()
+    refiner.save_pretrained(ctx.tmp / name)
+    return ctx.tmp / name
+
+
+def _on_cpu_and_device(ctx: Ctx, run: Callable[[str, str], Any]) -> dict[str, Any]:
+    """``{"cpu_s": run("cpu_s", "cpu"), "dev_s": run("dev_s", ctx.device)}``, each call timed under its key."""
+    out = {}
+    for key, dev in (("cpu_s", "cpu"), ("dev_s", ctx.device)):
+        with ctx.timed(key):
+            out[key] = run(key, dev)
+    return out
+
+
 def check_generate_refiner(ctx: Ctx) -> dict:
     """``generate --graph-refiner`` (tiny random refiner) on the device vs CPU: same refined graphs."""
-    refiner, _ = _tiny_refiner()
-    refiner.save_pretrained(ctx.tmp / "refiner")
-    graphs = {}
-    for key, dev in (("cpu_s", "cpu"), ("dev_s", ctx.device)):
-        out = ctx.tmp / f"ref_{key}"
-        with ctx.timed(key):
-            s = json.loads(_cli(["generate", PROMPTS[0], "--out", str(out), "--parser", "rules", "--device", dev,
-                                 "--graph-refiner", str(ctx.tmp / "refiner"), "--refine-strength", "1.0",
-                                 "--refine-steps", "2"]))
-        graphs[key] = Path(s["graphs"]).read_text()
+    model = _saved_tiny_refiner(ctx, "refiner")
+
+    def run(key: str, dev: str) -> str:
+        s = json.loads(_cli(["generate", PROMPTS[0], "--out", str(ctx.tmp / f"ref_{key}"), "--parser", "rules",
+                             "--device", dev, "--graph-refiner", str(model), "--refine-strength", "1.0",
+                             "--refine-steps", "2"]))
+        return Path(s["graphs"]).read_text()
+
+    graphs = _on_cpu_and_device(ctx, run)
     return {"refined_graphs_equal": graphs["cpu_s"] == graphs["dev_s"]}
 
 
@@ -342,15 +357,15 @@ def check_graph_diffusion_pard(ctx: Ctx) -> dict:
 
 def check_sample_graphs_scene_graph(ctx: Ctx) -> dict:
     """``sample-graphs`` of a typed scene-graph model (SceneGraphRefiner folder) on the device."""
-    refiner, _ = _tiny_refiner()
-    refiner.save_pretrained(ctx.tmp / "sg_model")
-    outs = {}
-    for key, dev in (("cpu_s", "cpu"), ("dev_s", ctx.device)):
+    model = _saved_tiny_refiner(ctx, "sg_model")
+
+    def run(key: str, dev: str) -> list[str]:
         path = ctx.tmp / f"sg_{key}.jsonl"
-        with ctx.timed(key):
-            _cli(["sample-graphs", "--model", str(ctx.tmp / "sg_model"), "--num", "4", "--out", str(path),
-                  "--steps", "3", "--device", dev])
-        outs[key] = path.read_text().splitlines()
+        _cli(["sample-graphs", "--model", str(model), "--num", "4", "--out", str(path), "--steps", "3",
+              "--device", dev])
+        return path.read_text().splitlines()
+
+    outs = _on_cpu_and_device(ctx, run)
     if len(outs["dev_s"]) != 4:
         raise AssertionError(f"{len(outs['dev_s'])} graphs, expected 4")
     return {"equal": outs["cpu_s"] == outs["dev_s"]}
