@@ -68,6 +68,9 @@ class ModelConfig:
         completion: ``ncn`` decoder: NCNC common-neighbour completion.
         cn_alpha, cn_pt, cn_scale, cn_offset: NCNC completion weight and probability recalibration.
         cn_train_resdeg, cn_test_resdeg: NCNC residual-neighbour caps per side (training / evaluation).
+        completion_mode: NCNC missing-edge scores: ``detached`` (no gradient, same embeddings) or
+            ``recursive`` (the authors' code: the predictor applied to its own ``z``, with gradient);
+            see :class:`~scenegraph_diff.linkpred.decoders.NCNDecoder`.
         flip_augment: VRD: mirror each training batch left-right with probability 1/2 (swapping the
             left/right predicates) and average the predictions of the image and its mirror at evaluation.
         label_smoothing: VRD: cross-entropy label smoothing.
@@ -112,6 +115,7 @@ class ModelConfig:
     cn_offset: float = 3.0
     cn_train_resdeg: int = 8
     cn_test_resdeg: int = 128
+    completion_mode: str = "detached"
     flip_augment: bool = False
     label_smoothing: float = 0.0
 

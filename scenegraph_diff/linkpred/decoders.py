@@ -195,6 +195,15 @@ class NCNDecoder(nn.Module):
     ``q = pt · p / (pt · p + 1 - p)``. At most ``train_resdeg`` / ``test_resdeg`` residual
     neighbours per side are used (random subset).
 
+    ``completion_mode`` says how ``q`` is computed:
+
+    * ``"detached"`` — the NCN score of ``(k, j)`` from the same ``h`` / ``z`` as the query, without
+      gradient (the paper's description);
+    * ``"recursive"`` — as the NCNC authors' code does it (``IncompleteCN1Predictor``, depth 1, as
+      recalled, not checked against it): the predictor calls itself on ``z``, so the inner score is
+      ``lin(β · f_cn(Σ_{u ∈ N(k)∩N(j)} z'_u) + f_ij(z_k ⊙ z_j))`` with ``z' = z + f_x(z)``, and the
+      gradient flows through the completion weights.
+
     Args:
         channels: D.
         dropout: dropout inside the MLPs.
@@ -206,6 +215,7 @@ class NCNDecoder(nn.Module):
         completion: NCNC completion.
         alpha, pt, scale, offset: completion weight and probability recalibration.
         train_resdeg, test_resdeg: residual-neighbour caps (``<= 0``: no cap).
+        completion_mode: ``"detached"`` or ``"recursive"`` (above).
 
     Shapes:
         h ``[N, D]``, pairs ``[2, B]``, edge_index ``[2, E]`` (both directions) -> ``[B]``.
@@ -214,10 +224,13 @@ class NCNDecoder(nn.Module):
     def __init__(self, channels: int, dropout: float = 0.0, beta: float = 1.0, norm: bool = True,
                  xlin: bool = True, tailact: bool = True, twolayerlin: bool = False, completion: bool = False,
                  alpha: float = 1.0, pt: float = 0.5, scale: float = 5.0, offset: float = 3.0,
-                 train_resdeg: int = 8, test_resdeg: int = 128) -> None:
+                 train_resdeg: int = 8, test_resdeg: int = 128, completion_mode: str = "detached") -> None:
         super().__init__()
         if not 0.0 < pt <= 1.0:
             raise ValueError(f"pt must be in (0, 1], got {pt}")
+        if completion_mode not in ("detached", "recursive"):
+            raise ValueError(f"completion_mode must be 'detached' or 'recursive', got {completion_mode!r}")
+        self.completion_mode = completion_mode
         d = channels
         ln = (lambda: nn.LayerNorm(d)) if norm else (lambda: nn.Identity())
         drop = lambda: nn.Dropout(dropout)  # noqa: E731
@@ -255,9 +268,16 @@ class NCNDecoder(nn.Module):
         cap = self.train_resdeg if self.training else self.test_resdeg
         k1, k2 = _cap_per_query(p1, cap), _cap_per_query(p2, cap)
         p1, n1, p2, n2 = p1[k1], n1[k1], p2[k2], n2[k2]
-        with torch.no_grad():  # probabilities of the missing edges (k, j) and (i, k), NCN's own predictions
-            miss = torch.cat([torch.stack([n1, pairs[1][p1]]), torch.stack([pairs[0][p2], n2])], 1)
-            w = self.completion_weights(self._ncn(h, z, miss, edge_index)) if miss.size(1) else z.new_zeros(0)
+        # probabilities of the missing edges (k, j) and (i, k), NCN's own predictions
+        miss = torch.cat([torch.stack([n1, pairs[1][p1]]), torch.stack([pairs[0][p2], n2])], 1)
+        if miss.size(1) == 0:
+            w = z.new_zeros(0)
+        elif self.completion_mode == "recursive":
+            zz = z if self.xlin is None else z + self.xlin(z)
+            w = self.completion_weights(self._ncn(z, zz, miss, edge_index))
+        else:
+            with torch.no_grad():
+                w = self.completion_weights(self._ncn(h, z, miss, edge_index))
         pid = torch.cat([pc, p1, p2])
         node = torch.cat([nc, n1, n2])
         wt = torch.cat([z.new_ones(pc.numel()), w])

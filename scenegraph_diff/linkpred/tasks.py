@@ -53,7 +53,8 @@ def make_decoder(m: ModelConfig, num_relations: int = 1) -> nn.Module:
         "ncn": lambda: NCNDecoder(m.hidden, m.decoder_dropout, beta=m.cn_beta, norm=m.norm, xlin=m.decoder_xlin,
                                   tailact=m.decoder_tailact, twolayerlin=m.decoder_twolayer, completion=m.completion,
                                   alpha=m.cn_alpha, pt=m.cn_pt, scale=m.cn_scale, offset=m.cn_offset,
-                                  train_resdeg=m.cn_train_resdeg, test_resdeg=m.cn_test_resdeg),
+                                  train_resdeg=m.cn_train_resdeg, test_resdeg=m.cn_test_resdeg,
+                                  completion_mode=m.completion_mode),
     }
     if m.decoder not in makers:
         raise ValueError(f"models[{m.name}].decoder: unknown decoder {m.decoder!r}; expected one of {sorted(makers)}")

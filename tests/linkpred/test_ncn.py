@@ -83,10 +83,10 @@ def test_cap_per_query_keeps_at_most_cap_each():
     assert _cap_per_query(pid, 0).all()
 
 
-@pytest.mark.parametrize("completion", [False, True])
-def test_ncn_decoder_symmetric_and_equivariant(completion):
+@pytest.mark.parametrize("completion,mode", [(False, "detached"), (True, "detached"), (True, "recursive")])
+def test_ncn_decoder_symmetric_and_equivariant(completion, mode):
     torch.manual_seed(0)
-    dec = NCNDecoder(8, completion=completion, pt=0.75).eval()
+    dec = NCNDecoder(8, completion=completion, pt=0.75, completion_mode=mode).eval()
     h = torch.randn(5, 8)
     pairs = torch.tensor([[0, 1, 3, 0], [3, 2, 4, 4]])
     s = dec(h, pairs, EDGES)
@@ -114,3 +114,29 @@ def test_ncnc_completion_adds_residual_neighbours_only_when_alpha_positive():
         NCNDecoder(8, pt=0.0)
     with pytest.raises(ValueError, match="needs the message-passing edge_index"):
         ncnc(h, pairs)
+
+
+def test_ncnc_recursive_mode_scores_missing_edges_on_z_with_gradient():
+    """``recursive``: the completion weights come from the predictor applied to ``z = h + xlin(h)``
+    and carry gradient; ``detached``: from ``h`` without gradient. Same weights, different scores."""
+    torch.manual_seed(0)
+    det = NCNDecoder(8, completion=True, alpha=1.0, scale=1.0, offset=0.0).eval()
+    rec = NCNDecoder(8, completion=True, alpha=1.0, scale=1.0, offset=0.0, completion_mode="recursive").eval()
+    rec.load_state_dict(det.state_dict())
+    h = torch.randn(5, 8)
+    pairs = torch.tensor([[0], [4]])  # no common neighbour: the score depends on completion only via q
+    # The recursive weight of the missing edge (1, 4) is the detached model's score of (1, 4) on z.
+    z = h + det.xlin(h)
+    zz = z + det.xlin(z)
+    want = det.completion_weights(det._ncn(z, zz, torch.tensor([[1], [4]]), EDGES))
+    got = rec.completion_weights(rec._ncn(z, zz, torch.tensor([[1], [4]]), EDGES))
+    torch.testing.assert_close(got, want)
+    assert not torch.allclose(det(h, pairs, EDGES), rec(h, pairs, EDGES))
+    seen = {}
+    for name, dec in (("det", det), ("rec", rec)):
+        orig = dec.completion_weights
+        dec.completion_weights = lambda lg, orig=orig, name=name: seen.setdefault(name, orig(lg))
+        dec(h, pairs, EDGES).sum().backward()
+    assert seen["rec"].requires_grad and not seen["det"].requires_grad
+    with pytest.raises(ValueError, match="completion_mode must be 'detached' or 'recursive', got 'x'"):
+        NCNDecoder(8, completion_mode="x")
