@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -343,6 +344,9 @@ _DDP_SCRIPT = textwrap.dedent(
 )
 
 
+DDP_TIMEOUT = float(os.environ.get("SGD_TEST_DDP_TIMEOUT", 300))
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -367,12 +371,24 @@ def test_ddp_two_process_gloo_matches_single_process(tmp_path):
             MASTER_ADDR="127.0.0.1",
             MASTER_PORT=str(port),
             OMP_NUM_THREADS="1",
+            PYTHONFAULTHANDLER="1",
             PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
         )
-        procs.append(subprocess.Popen([sys.executable, str(script)], env=env, stderr=subprocess.PIPE, text=True))
-    for p in procs:
-        _, err = p.communicate(timeout=120)
-        assert p.returncode == 0, err
+        # stderr to files, not pipes: a rank blocked on a full, undrained pipe would hang the other
+        # rank inside a collective (seen once, under load).
+        log = (tmp_path / f"rank{rank}.err").open("w")
+        procs.append((subprocess.Popen([sys.executable, str(script)], env=env, stderr=log), log))
+    for p, log in procs:
+        try:
+            p.wait(timeout=DDP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            for q, _ in procs:  # SIGABRT: faulthandler writes each rank's Python stack to its log
+                q.send_signal(signal.SIGABRT)
+                q.wait(timeout=30)
+        finally:
+            log.close()
+    for rank, (p, log) in enumerate(procs):
+        assert p.returncode == 0, f"rank {rank}: " + Path(log.name).read_text()[-4000:]
 
     # Single process on the union of both ranks' shards: the same global batches.
     x, y = make_data(32)
