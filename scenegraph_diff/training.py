@@ -60,6 +60,7 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import (
@@ -329,6 +330,35 @@ def _checkpoint_step(path: Path) -> int | None:
         return int(name[len(_CHECKPOINT_PREFIX):])
     except ValueError:
         return None
+
+
+def _destroy_process_group(rank: int, world_size: int, timeout_s: float = 60.0) -> None:
+    """Destroy the default process group without leaving a rank hanging.
+
+    With ``env://`` initialisation rank 0 hosts the TCPStore. When rank 0 tore down and exited while
+    another rank was still inside ``destroy_process_group`` (gloo's ``shutdown``), that rank hung
+    (seen in the two-process test). So every rank destroys the group, the others then report
+    through the store, and rank 0 waits for them (at most ``timeout_s``) before it returns.
+    """
+    import torch.distributed as dist
+
+    try:
+        store = dist.distributed_c10d._get_default_store()  # private; a plain destroy without it
+    except Exception:  # noqa: BLE001
+        store = None
+    dist.destroy_process_group()
+    if store is None or world_size == 1:
+        return
+    key = "scenegraph_diff/destroyed"
+    if rank != 0:
+        store.add(key, 1)
+        return
+    deadline = time.monotonic() + timeout_s
+    while store.add(key, 0) < world_size - 1:
+        if time.monotonic() > deadline:
+            logger.warning("destroy_process_group: not every rank reported within %.0f s", timeout_s)
+            return
+        time.sleep(0.01)
 
 
 def latest_checkpoint(output_dir: PathLike) -> Path | None:
@@ -621,9 +651,7 @@ class Trainer:
         finally:
             torch.set_num_threads(prev_threads)
             if created_group:
-                import torch.distributed as dist
-
-                dist.destroy_process_group()
+                _destroy_process_group(self.rank, self.world_size)
                 self._ddp_model = None
         return self.history
 
