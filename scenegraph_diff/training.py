@@ -60,7 +60,6 @@ import os
 import shutil
 import sys
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import (
@@ -330,35 +329,6 @@ def _checkpoint_step(path: Path) -> int | None:
         return int(name[len(_CHECKPOINT_PREFIX):])
     except ValueError:
         return None
-
-
-def _destroy_process_group(rank: int, world_size: int, timeout_s: float = 60.0) -> None:
-    """Destroy the default process group without leaving a rank hanging.
-
-    With ``env://`` initialisation rank 0 hosts the TCPStore. When rank 0 tore down and exited while
-    another rank was still inside ``destroy_process_group`` (gloo's ``shutdown``), that rank hung
-    (seen in the two-process test). So every rank destroys the group, the others then report
-    through the store, and rank 0 waits for them (at most ``timeout_s``) before it returns.
-    """
-    import torch.distributed as dist
-
-    try:
-        store = dist.distributed_c10d._get_default_store()  # private; a plain destroy without it
-    except Exception:  # noqa: BLE001
-        store = None
-    dist.destroy_process_group()
-    if store is None or world_size == 1:
-        return
-    key = "scenegraph_diff/destroyed"
-    if rank != 0:
-        store.add(key, 1)
-        return
-    deadline = time.monotonic() + timeout_s
-    while store.add(key, 0) < world_size - 1:
-        if time.monotonic() > deadline:
-            logger.warning("destroy_process_group: not every rank reported within %.0f s", timeout_s)
-            return
-        time.sleep(0.01)
 
 
 def latest_checkpoint(output_dir: PathLike) -> Path | None:
@@ -651,8 +621,13 @@ class Trainer:
         finally:
             torch.set_num_threads(prev_threads)
             if created_group:
-                _destroy_process_group(self.rank, self.world_size)
+                import torch.distributed as dist
+
+                # Drop the DDP wrapper first: its reducer tears down against the live group. Dropping
+                # it after destroy_process_group hung rank 1 at times (faulthandler stack in the
+                # two-process test).
                 self._ddp_model = None
+                dist.destroy_process_group()
         return self.history
 
     def _train(self, batches: Iterable[Any] | Callable[[int, torch.Generator], Any]) -> None:
