@@ -375,7 +375,7 @@ def test_ddp_two_process_gloo_matches_single_process(tmp_path):
             PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
         )
         # stderr to files, not pipes: a rank blocked on a full, undrained pipe would hang the other
-        # rank inside a collective (seen once, under load).
+        # rank inside a collective (a hang was seen; the cause was the DDP teardown order in Trainer.fit).
         log = (tmp_path / f"rank{rank}.err").open("w")
         procs.append((subprocess.Popen([sys.executable, str(script)], env=env, stderr=log), log))
     for p, log in procs:
