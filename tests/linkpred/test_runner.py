@@ -187,6 +187,8 @@ def test_planetoid_ensemble_and_ema_rows(tmp_path):
     assert summary["ens"]["auc"]["mean"] > 0.6 and summary["ema"]["auc"]["mean"] > 0.6
     with pytest.raises(ValueError, match="ema_decay must be in"):
         _cfg(models=[{"name": "a", "ema_decay": 1.0}])
+    with pytest.raises(ValueError, match="models\\[a\\].completion_mode must be 'detached' or 'recursive', got 'deep'"):
+        _cfg(models=[{"name": "a", "completion_mode": "deep"}])
 
 
 def test_ema_row_tests_the_averaged_weights(tmp_path, monkeypatch):
