@@ -127,7 +127,9 @@ class ModelConfig:
                 raise ValueError(f"models[{self.name}].{k} must be positive, got {getattr(self, k)}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"models[{self.name}].ema_decay must be in [0, 1), got {self.ema_decay}")
-        if self.completion_mode not in ("detached", "recursive"):
+        from .decoders import COMPLETION_MODES
+
+        if self.completion_mode not in COMPLETION_MODES:
             raise ValueError(f"models[{self.name}].completion_mode must be 'detached' or 'recursive', got {self.completion_mode!r}")
         if self.batch_size < 0 or self.patience < 0:
             raise ValueError(f"models[{self.name}]: batch_size and patience must be >= 0")

@@ -14,7 +14,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-__all__ = ["DotDecoder", "DistMultDecoder", "MLPDecoder", "CNDecoder", "NCNDecoder", "common_neighbors", "neighbour_overlap"]
+__all__ = ["DotDecoder", "DistMultDecoder", "MLPDecoder", "CNDecoder", "NCNDecoder", "common_neighbors", "neighbour_overlap",
+           "COMPLETION_MODES"]
+
+COMPLETION_MODES = ("detached", "recursive")  # how NCNC scores the missing edges (see NCNDecoder)
 
 
 class DotDecoder(nn.Module):
@@ -228,7 +231,7 @@ class NCNDecoder(nn.Module):
         super().__init__()
         if not 0.0 < pt <= 1.0:
             raise ValueError(f"pt must be in (0, 1], got {pt}")
-        if completion_mode not in ("detached", "recursive"):
+        if completion_mode not in COMPLETION_MODES:
             raise ValueError(f"completion_mode must be 'detached' or 'recursive', got {completion_mode!r}")
         self.completion_mode = completion_mode
         d = channels
