@@ -11,10 +11,11 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 
-__all__ = ["ModelConfig", "LinkPredConfig", "TASKS"]
+__all__ = ["ModelConfig", "LinkPredConfig", "TASKS", "ENSEMBLE_DATA"]
 
 
 TASKS = ("planetoid", "imdb", "vrd")
+ENSEMBLE_DATA = ("shared", "independent")  # ModelConfig.ensemble_data
 
 
 def _from_mapping(cls, d: Mapping[str, Any], where: str):
@@ -58,6 +59,10 @@ class ModelConfig:
             hidden from the decoder's common-neighbour lookup (NCN's predictor edge dropout).
         ensemble: VRD, planetoid: number of independently initialised members, trained side by side on
             the same batches, whose predictions are averaged (log-probabilities / logits).
+        ensemble_data: planetoid ensembles: ``shared`` (every member sees the same batches, target
+            masks, negatives and decoder edge dropout) or ``independent`` (each member draws its own
+            batch order, negatives and edge dropout, as K separately seeded runs would; the members
+            still take their steps together and are selected at one epoch on the ensemble's score).
         ema_decay: evaluate (and select, and test) an exponential moving average of the weights,
             updated after every optimizer step with this decay (0 = off).
         tail_dropout: ``puregcn``: dropout on the last propagation's output.
@@ -102,6 +107,7 @@ class ModelConfig:
     cn_beta: float = 1.0
     decoder_edge_dropout: float = 0.0
     ensemble: int = 1
+    ensemble_data: str = "shared"
     ema_decay: float = 0.0
     tail_dropout: float = 0.0
     jk_input: bool = False
@@ -131,6 +137,8 @@ class ModelConfig:
 
         if self.completion_mode not in COMPLETION_MODES:
             raise ValueError(f"models[{self.name}].completion_mode must be 'detached' or 'recursive', got {self.completion_mode!r}")
+        if self.ensemble_data not in ENSEMBLE_DATA:
+            raise ValueError(f"models[{self.name}].ensemble_data must be one of {ENSEMBLE_DATA}, got {self.ensemble_data!r}")
         if self.batch_size < 0 or self.patience < 0:
             raise ValueError(f"models[{self.name}]: batch_size and patience must be >= 0")
 
@@ -187,6 +195,10 @@ class LinkPredConfig:
             raise ValueError("seeds: at least one seed is needed")
         if self.threads < 1:
             raise ValueError(f"threads must be >= 1, got {self.threads}")
+        for m in self.models:
+            if m.ensemble_data != "shared" and self.task != "planetoid":
+                raise ValueError(f"models[{m.name}].ensemble_data={m.ensemble_data!r} is for planetoid; "
+                                 f"task {self.task!r} ensembles share their batches")
         from ..devices import check_device
 
         check_device(self.device)  # the form only: a CUDA device on a machine without one fails when run

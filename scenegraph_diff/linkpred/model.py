@@ -42,7 +42,7 @@ class LinkModel(nn.Module):
 
 
 class LinkEnsemble(nn.Module):
-    """``K`` independently initialised :class:`LinkModel` s that see the same batches.
+    """``K`` independently initialised :class:`LinkModel` s trained side by side.
 
     ``forward`` returns the members' logits ``[K, B]`` (each member gets its own loss); ``score``
     averages the members' logits ``[B]``.
@@ -54,8 +54,23 @@ class LinkEnsemble(nn.Module):
             raise ValueError("LinkEnsemble needs at least one member")
         self.members = nn.ModuleList(members)
 
-    def forward(self, x: Tensor, edge_index: Tensor, pairs: Tensor, decoder_edge_index: Tensor | None = None) -> Tensor:
-        return torch.stack([m(x, edge_index, pairs, decoder_edge_index) for m in self.members])
+    def forward(self, x: Tensor, edge_index: Tensor | Sequence[Tensor], pairs: Tensor | Sequence[Tensor],
+                decoder_edge_index: Tensor | None | Sequence[Tensor | None] = None) -> Tensor:
+        """Members' logits ``[K, B]``. Each graph / pair argument is either one tensor that every
+        member sees, or a sequence of K (member k gets item k; all pair sets ``[2, B]``)."""
+        k = len(self.members)
+
+        def per_member(v: object, what: str) -> list:
+            if v is None or isinstance(v, Tensor):
+                return [v] * k
+            v = list(v)  # type: ignore[call-overload]
+            if len(v) != k:
+                raise ValueError(f"LinkEnsemble: {what} has {len(v)} items for {k} members")
+            return v
+
+        args = zip(per_member(edge_index, "edge_index"), per_member(pairs, "pairs"),
+                   per_member(decoder_edge_index, "decoder_edge_index"))
+        return torch.stack([m(x, ei, p, dei) for m, (ei, p, dei) in zip(self.members, args)])
 
     def score(self, x: Tensor, edge_index: Tensor, *pair_sets: Tensor) -> list[Tensor]:
         per = [m.score(x, edge_index, *pair_sets) for m in self.members]

@@ -120,10 +120,23 @@ class PlanetoidTask:
             {"params": core.decoder_parameters(), "lr": self.m.decoder_lr or self.m.lr},
         ]
 
-    def batches(self, generator: torch.Generator) -> Iterable[Tensor]:
-        return _split_batches(self.split.train_pos.size(1), self.m.batch_size, generator)
+    @property
+    def independent_members(self) -> bool:
+        """Whether each ensemble member draws its own batches, negatives and edge dropout."""
+        return self.m.ensemble > 1 and self.m.ensemble_data == "independent"
 
-    def loss(self, model: nn.Module, batch: Tensor, generator: torch.Generator) -> Tensor:
+    def batches(self, generator: torch.Generator) -> Iterable[Tensor]:
+        """Index batches into ``split.train_pos``: ``[B_i]`` each, or ``[K, B_i]`` (member k's own
+        i-th batch) for an ensemble with independent data."""
+        n = self.split.train_pos.size(1)
+        if not self.independent_members:
+            return _split_batches(n, self.m.batch_size, generator)
+        per = [_split_batches(n, self.m.batch_size, generator) for _ in range(self.m.ensemble)]
+        return [torch.stack(b) for b in zip(*per)]  # one permutation per member: equal batch sizes
+
+    def _step_inputs(self, batch: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor, Tensor | None, int]:
+        """Message-passing graph, scored pairs (positives then negatives), decoder graph (``None`` =
+        the message-passing graph) and the number of positives for one ``[B]`` index batch."""
         tp = self.split.train_pos
         if self.m.mask_targets:
             keep = torch.ones(tp.size(1), dtype=torch.bool)
@@ -139,9 +152,16 @@ class PlanetoidTask:
             keep = torch.rand(und.size(1), generator=generator) >= self.m.decoder_edge_dropout
             dec_mp = to_undirected(und[:, keep]).to(self.device)
         # Sampling ran on the CPU (same draws on every device); the model sees device tensors.
-        dev = self.device
-        logits = model(self.x, mp.to(dev), torch.cat([pos, neg], 1).to(dev), dec_mp)  # [B] or [K, B] (ensemble)
-        p = pos.size(1)
+        return mp.to(self.device), torch.cat([pos, neg], 1).to(self.device), dec_mp, pos.size(1)
+
+    def loss(self, model: nn.Module, batch: Tensor, generator: torch.Generator) -> Tensor:
+        if batch.dim() == 2:  # independent ensemble members: member k trains on its own batch[k]
+            steps = [self._step_inputs(b, generator) for b in batch]
+            mp, pairs, dec_mp, p = (list(t) for t in zip(*steps))
+            p = p[0]
+        else:
+            mp, pairs, dec_mp, p = self._step_inputs(batch, generator)
+        logits = model(self.x, mp, pairs, dec_mp)  # [B] or [K, B] (ensemble)
         if logits.dim() == 2:  # each ensemble member its own loss (summed: each gets a single model's gradient)
             return sum(bce_loss(lg[:p], lg[p:]) for lg in logits)
         return bce_loss(logits[:p], logits[p:])
