@@ -2,7 +2,7 @@
 
 Layout of an output folder::
 
-    OUT/<row>/seed_<s>.json   config, metrics (test), val_metrics, best_epoch, timings, versions
+    OUT/<row>/seed_<s>.json   config, metrics (test), val_metrics, best_epoch, val_history, timings, versions
     OUT/<row>/summary.json    {metric: {"mean", "std", "n"}} over the finished seeds of the row
     OUT/summary.json          {row: {metric: {"mean", "std", "n"}}}
     OUT/results.md            one table: rows x metrics, "mean ± std" (n seeds)
@@ -108,6 +108,7 @@ def fit(task: Any, m: ModelConfig, select_metric: str, seed: int, rank: int = 0,
     best_val: dict[str, float] | None = None
     best_state: dict[str, torch.Tensor] | None = None
     best_epoch, bad, epochs_run = -1, 0, 0
+    val_history: list[dict[str, float]] = []  # {"epoch", <validation metrics>} per evaluation (no test numbers)
     epoch_times: list[float] = []
     eval_time = 0.0
     for epoch in range(epochs):
@@ -132,6 +133,7 @@ def fit(task: Any, m: ModelConfig, select_metric: str, seed: int, rank: int = 0,
         t1 = time.perf_counter()
         val = task.evaluate(evaluated, "val")
         eval_time += time.perf_counter() - t1
+        val_history.append({"epoch": epoch, **val})
         if select_metric not in val:
             raise ValueError(f"select_metric {select_metric!r} not among the validation metrics {sorted(val)}")
         if best_val is None or val[select_metric] > best_val[select_metric]:
@@ -154,6 +156,7 @@ def fit(task: Any, m: ModelConfig, select_metric: str, seed: int, rank: int = 0,
         "metrics": test,
         "val_metrics": best_val,
         "best_epoch": best_epoch,
+        "val_history": val_history,
         "epochs_run": epochs_run,
         "timings": {
             "epoch_s_median": statistics.median(epoch_times) if epoch_times else 0.0,

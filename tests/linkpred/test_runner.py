@@ -37,6 +37,12 @@ def test_sweep_writes_seed_files_and_summary(tmp_path):
         for r in recs:
             assert {"config", "metrics", "val_metrics", "timings", "versions", "best_epoch"} <= set(r)
             assert r["config"]["model"]["name"] == row
+            # The validation curve: one entry per evaluation; the selected epoch's entry is val_metrics.
+            hist = r["val_history"]
+            assert [h["epoch"] for h in hist] == list(range(r["epochs_run"]))
+            best = max(hist, key=lambda h: h["hits@20"])  # the first maximum, as the runner keeps
+            assert best["epoch"] == r["best_epoch"] and {**best, "epoch": 0} == {**r["val_metrics"], "epoch": 0}
+            assert not any(k.startswith("valmp/") for h in hist for k in h)  # no test numbers in it
         vals = [r["metrics"]["hits@20"] for r in recs]
         got = summary[row]["hits@20"]
         assert got["n"] == 2
