@@ -57,8 +57,9 @@ class ModelConfig:
         cn_beta: initial weight of the common-neighbour branch of the ``cn`` decoder.
         decoder_edge_dropout: during training, the fraction of (undirected) message-passing edges
             hidden from the decoder's common-neighbour lookup (NCN's predictor edge dropout).
-        ensemble: VRD, planetoid: number of independently initialised members, trained side by side on
-            the same batches, whose predictions are averaged (log-probabilities / logits).
+        ensemble: VRD, planetoid: number of independently initialised members, trained side by side
+            (on the same batches unless ``ensemble_data`` says otherwise), whose predictions are
+            averaged (log-probabilities / logits).
         ensemble_data: planetoid ensembles: ``shared`` (every member sees the same batches, target
             masks, negatives and decoder edge dropout) or ``independent`` (each member draws its own
             batch order, negatives and edge dropout, as K separately seeded runs would; the members
