@@ -158,6 +158,8 @@ class LinkPredConfig:
         select_metric: validation metric for early stopping / model selection.
         val_ratio, test_ratio: edge split (planetoid, imdb); for VRD the fraction of training images
             held out for validation is ``val_ratio``.
+        val_negatives: planetoid: negatives per validation positive (test keeps one per positive);
+            the extra ones leave the rest of the split, and so the training, unchanged.
         test_with_val_edges: propagate over training + validation edges at test time (planetoid).
         disjoint_train_ratio: imdb: fraction of training edges used only as supervision targets and
             kept out of the training message-passing graph (PyG ``RandomLinkSplit``).
@@ -177,6 +179,7 @@ class LinkPredConfig:
     select_metric: str = "hits@100"
     val_ratio: float = 0.1
     test_ratio: float = 0.2
+    val_negatives: int = 1
     test_with_val_edges: bool = False
     disjoint_train_ratio: float = 0.0
     hits_k: tuple[int, ...] = (20, 50, 100)
@@ -194,6 +197,10 @@ class LinkPredConfig:
             raise ValueError(f"model names must be unique, got {names}")
         if not self.seeds:
             raise ValueError("seeds: at least one seed is needed")
+        if self.val_negatives < 1:
+            raise ValueError(f"val_negatives must be >= 1, got {self.val_negatives}")
+        if self.val_negatives != 1 and self.task != "planetoid":
+            raise ValueError(f"val_negatives={self.val_negatives} is for planetoid; task {self.task!r} keeps one per positive")
         if self.threads < 1:
             raise ValueError(f"threads must be >= 1, got {self.threads}")
         for m in self.models:

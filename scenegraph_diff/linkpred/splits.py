@@ -148,6 +148,7 @@ def random_link_split(
     val_ratio: float = 0.1,
     test_ratio: float = 0.2,
     generator: torch.Generator | None = None,
+    val_negatives: int = 1,
 ) -> LinkSplit:
     """The NCN protocol: a random ``1 - val - test`` / ``val`` / ``test`` split of the undirected edges.
 
@@ -156,9 +157,15 @@ def random_link_split(
         num_nodes: N.
         val_ratio, test_ratio: fractions of the undirected edges (``int(ratio * E)`` each, rounded down).
         generator: seeded generator; the same seed gives the same split.
+        val_negatives: negatives per validation positive (test always has one per positive). The
+            extra ones are drawn after everything else, so the positives, the test negatives and
+            the first ``n_val`` validation negatives are those of ``val_negatives=1``. (NCN's split
+            code ends up with two per validation positive.)
     """
     if not (0 <= val_ratio < 1 and 0 <= test_ratio < 1 and val_ratio + test_ratio < 1):
         raise ValueError(f"bad ratios: val_ratio={val_ratio}, test_ratio={test_ratio}")
+    if val_negatives < 1:
+        raise ValueError(f"val_negatives must be >= 1, got {val_negatives}")
     edges = undirected_edges(edge_index)
     e = edges.size(1)
     n_val, n_test = int(val_ratio * e), int(test_ratio * e)
@@ -168,7 +175,12 @@ def random_link_split(
     train_pos = edges[:, perm[n_val + n_test :]]
     all_keys = torch.sort(edge_keys(edges, num_nodes)).values
     neg = sample_negatives(n_val + n_test, num_nodes, all_keys, generator=generator, unique=True)
-    return LinkSplit(num_nodes, train_pos, val_pos, neg[:, :n_val], test_pos, neg[:, n_val:])
+    val_neg, test_neg = neg[:, :n_val], neg[:, n_val:]
+    if val_negatives > 1 and n_val:
+        taken = torch.sort(torch.cat([all_keys, edge_keys(neg, num_nodes)])).values
+        extra = sample_negatives((val_negatives - 1) * n_val, num_nodes, taken, generator=generator, unique=True)
+        val_neg = torch.cat([val_neg, extra], 1)
+    return LinkSplit(num_nodes, train_pos, val_pos, val_neg, test_pos, test_neg)
 
 
 @contextlib.contextmanager

@@ -89,7 +89,8 @@ class PlanetoidTask:
     def build(cls, cfg: LinkPredConfig, m: ModelConfig, data: Any, seed: int, rank: int = 0, world: int = 1,
               device: torch.device | str = "cpu") -> "PlanetoidTask":
         g = torch.Generator().manual_seed(seed)
-        split = random_link_split(data.edge_index, data.num_nodes, cfg.val_ratio, cfg.test_ratio, generator=g)
+        split = random_link_split(data.edge_index, data.num_nodes, cfg.val_ratio, cfg.test_ratio, generator=g,
+                                  val_negatives=cfg.val_negatives)
         if m.encoder not in HOMO_ENCODERS:
             raise ValueError(f"models[{m.name}].encoder: {m.encoder!r} is not a homogeneous encoder {sorted(HOMO_ENCODERS)}")
 

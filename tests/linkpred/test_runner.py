@@ -240,6 +240,8 @@ def test_planetoid_ensemble_with_independent_member_data(tmp_path):
     assert a["metrics"] != b["metrics"]  # different training data streams, different models
     again = run_sweep(cfg, tmp_path / "again", progress=False, data=data)
     assert again["ind"]["auc"]["mean"] == summary["ind"]["auc"]["mean"]  # seeded: reproducible
+    with pytest.raises(ValueError, match="val_negatives=2 is for planetoid"):
+        LinkPredConfig.from_dict({"task": "vrd", "dataset": "VRD", "val_negatives": 2, "models": [{"name": "a"}]})
     with pytest.raises(ValueError, match="ensemble_data must be one of"):
         _cfg(models=[{"name": "a", "ensemble_data": "bagged"}])
     with pytest.raises(ValueError, match="ensemble_data='independent' is for planetoid"):

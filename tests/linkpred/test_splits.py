@@ -58,6 +58,22 @@ def test_split_is_deterministic_under_a_generator():
     assert not torch.equal(a.test_pos, c.test_pos)
 
 
+def test_extra_validation_negatives_leave_the_rest_of_the_split_unchanged():
+    data = random_graph()
+    n = data.num_nodes
+    one = random_link_split(data.edge_index, n, generator=torch.Generator().manual_seed(3))
+    two = random_link_split(data.edge_index, n, generator=torch.Generator().manual_seed(3), val_negatives=2)
+    for k in ("train_pos", "val_pos", "test_pos", "test_neg"):
+        assert torch.equal(getattr(one, k), getattr(two, k)), k
+    nv = one.val_pos.size(1)
+    assert two.val_neg.size(1) == 2 * nv and torch.equal(two.val_neg[:, :nv], one.val_neg)
+    vn, tn = _keys(two.val_neg, n), _keys(two.test_neg, n)
+    assert len(vn) == 2 * nv and not (vn & tn)  # unique, disjoint from test negatives
+    assert not (vn & _keys(undirected_edges(data.edge_index), n))  # and non-edges
+    with pytest.raises(ValueError, match="val_negatives must be >= 1, got 0"):
+        random_link_split(data.edge_index, n, val_negatives=0)
+
+
 def test_sample_negatives_avoids_excluded_pairs():
     excl = torch.sort(edge_keys(torch.tensor([[0, 1, 2], [1, 2, 3]]), 5)).values
     neg = sample_negatives(200, 5, excl, torch.Generator().manual_seed(0))
