@@ -248,6 +248,20 @@ def test_planetoid_ensemble_with_independent_member_data(tmp_path):
         LinkPredConfig.from_dict({"task": "vrd", "dataset": "VRD", "models": [{"name": "a", "ensemble_data": "independent"}]})
 
 
+def test_more_validation_negatives_leave_training_unchanged(tmp_path):
+    """``val_negatives`` changes the validation set only: with one evaluation (so one candidate
+    epoch) the tested model, hence the test metrics, are identical."""
+    data = random_graph()
+    row = {"name": "ncn", "encoder": "puregcn", "decoder": "ncn", "hidden": 16, "num_layers": 1, "jk": True,
+           "batch_size": 32, "mask_targets": True, "epochs": 2, "eval_every": 2, "dropout": 0.3}
+    recs = []
+    for k in (1, 2):
+        run_sweep(_cfg(models=[row], seeds=[0], val_negatives=k), tmp_path / str(k), progress=False, data=data)
+        recs.append(json.loads((tmp_path / str(k) / "ncn" / "seed_0.json").read_text()))
+    assert recs[0]["metrics"] == recs[1]["metrics"]
+    assert recs[0]["val_metrics"] != recs[1]["val_metrics"]
+
+
 def test_ema_row_tests_the_averaged_weights(tmp_path, monkeypatch):
     """With ``ema_decay`` the kept (and tested) state is the moving average, not the last weights."""
     data = random_graph()
