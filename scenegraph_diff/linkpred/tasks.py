@@ -158,8 +158,8 @@ class PlanetoidTask:
     def loss(self, model: nn.Module, batch: Tensor, generator: torch.Generator) -> Tensor:
         if batch.dim() == 2:  # independent ensemble members: member k trains on its own batch[k]
             steps = [self._step_inputs(b, generator) for b in batch]
-            mp, pairs, dec_mp, p = (list(t) for t in zip(*steps))
-            p = p[0]
+            mp, pairs, dec_mp, n_pos = map(list, zip(*steps))
+            p = n_pos[0]  # equal for every member (equal batch sizes)
         else:
             mp, pairs, dec_mp, p = self._step_inputs(batch, generator)
         logits = model(self.x, mp, pairs, dec_mp)  # [B] or [K, B] (ensemble)
