@@ -80,6 +80,10 @@ class ModelConfig:
         flip_augment: VRD: mirror each training batch left-right with probability 1/2 (swapping the
             left/right predicates) and average the predictions of the image and its mirror at evaluation.
         label_smoothing: VRD: cross-entropy label smoothing.
+        feature_cosine: planetoid: add a learned-weight raw-feature cosine term to the logits
+            (:class:`~scenegraph_diff.linkpred.model.FeatureCosine`): ``none`` (off), ``tfidf`` or ``raw``.
+        feature_cosine_weight: its initial weight ``a``.
+        feature_cosine_learn: learn ``a`` (else it stays fixed).
     """
 
     name: str
@@ -125,6 +129,9 @@ class ModelConfig:
     completion_mode: str = "detached"
     flip_augment: bool = False
     label_smoothing: float = 0.0
+    feature_cosine: str = "none"
+    feature_cosine_weight: float = 1.0
+    feature_cosine_learn: bool = True
 
     def __post_init__(self) -> None:
         if not self.name or "/" in self.name:
@@ -140,6 +147,11 @@ class ModelConfig:
             raise ValueError(f"models[{self.name}].completion_mode must be 'detached' or 'recursive', got {self.completion_mode!r}")
         if self.ensemble_data not in ENSEMBLE_DATA:
             raise ValueError(f"models[{self.name}].ensemble_data must be one of {ENSEMBLE_DATA}, got {self.ensemble_data!r}")
+        from .model import FEATURE_WEIGHTINGS
+
+        if self.feature_cosine != "none" and self.feature_cosine not in FEATURE_WEIGHTINGS:
+            raise ValueError(f"models[{self.name}].feature_cosine must be 'none' or one of {FEATURE_WEIGHTINGS}, "
+                             f"got {self.feature_cosine!r}")
         if self.batch_size < 0 or self.patience < 0:
             raise ValueError(f"models[{self.name}]: batch_size and patience must be >= 0")
 
@@ -204,6 +216,8 @@ class LinkPredConfig:
         if self.threads < 1:
             raise ValueError(f"threads must be >= 1, got {self.threads}")
         for m in self.models:
+            if m.feature_cosine != "none" and self.task != "planetoid":
+                raise ValueError(f"models[{m.name}].feature_cosine={m.feature_cosine!r} is for planetoid")
             if m.ensemble_data != "shared" and self.task != "planetoid":
                 raise ValueError(f"models[{m.name}].ensemble_data={m.ensemble_data!r} is for planetoid; "
                                  f"task {self.task!r} ensembles share their batches")

@@ -1,5 +1,6 @@
 """``LinkModel``: an encoder and a decoder behind one ``forward`` (one call per step, as DDP wants);
-``LinkEnsemble``: K independently initialised ``LinkModel`` s trained side by side."""
+``LinkEnsemble``: K independently initialised ``LinkModel`` s trained side by side; ``FeatureCosine``:
+a learned-weight raw-feature similarity term a ``LinkModel`` can add to its decoder's logits."""
 
 from __future__ import annotations
 
@@ -8,37 +9,111 @@ from typing import Sequence
 import torch
 from torch import Tensor, nn
 
-__all__ = ["LinkModel", "LinkEnsemble"]
+__all__ = ["LinkModel", "LinkEnsemble", "FeatureCosine", "FEATURE_WEIGHTINGS"]
+
+FEATURE_WEIGHTINGS = ("tfidf", "raw")  # FeatureCosine.weighting
+
+
+class FeatureCosine(nn.Module):
+    r"""Raw-feature similarity term ``s(i, j) = a · cos(x̃_i, x̃_j)`` with a learned scalar ``a``.
+
+    ``x̃ = x ⊙ idf`` (``weighting="tfidf"``; ``idf_f = log(N / (1 + df_f))``, ``df_f`` the number of
+    nodes with a non-zero feature ``f``) or ``x̃ = x`` (``"raw"``). Nodes whose ``x̃`` is all zero
+    have similarity 0 with every node.
+
+    Why: a link predictor scores a pair with an isolated (or differently-connected) endpoint from
+    its features alone, through a learned low-rank bilinear form (``MLP(h_i ⊙ h_j)``). The full-rank
+    lexical overlap of bag-of-words features is a strong, cheap signal for such pairs (the feature
+    counterpart of the graph heuristics SEAL / BUDDY add); this term hands it to the model, which
+    learns how much to trust it.
+
+    The row-normalised ``x̃`` (dense ``[N, F]``) is computed once per input ``x`` and cached (not
+    saved in ``state_dict``); the cache is keyed on the tensor's storage, shape and device.
+
+    Args:
+        weighting: ``"tfidf"`` or ``"raw"``.
+        weight: initial ``a``.
+        learn: learn ``a`` (else it stays at ``weight``).
+
+    Shapes:
+        x ``[N, F]`` (dense or sparse COO), pairs ``[2, B]`` -> ``[B]``.
+    """
+
+    def __init__(self, weighting: str = "tfidf", weight: float = 1.0, learn: bool = True) -> None:
+        super().__init__()
+        if weighting not in FEATURE_WEIGHTINGS:
+            raise ValueError(f"weighting must be one of {FEATURE_WEIGHTINGS}, got {weighting!r}")
+        self.weighting = weighting
+        w = torch.tensor(float(weight))
+        if learn:
+            self.weight = nn.Parameter(w)
+        else:
+            self.register_buffer("weight", w)
+        self._key: tuple | None = None
+        self._xn: Tensor | None = None
+
+    @staticmethod
+    def _storage_key(x: Tensor) -> tuple:
+        ptr = x._values().data_ptr() if x.is_sparse else x.data_ptr()
+        return ptr, tuple(x.shape), str(x.device), x.is_sparse
+
+    def normalized_features(self, x: Tensor) -> Tensor:
+        """Row-normalised (TF-IDF-weighted) features ``[N, F] -> [N, F]`` (dense float32; cached)."""
+        key = self._storage_key(x)
+        if self._xn is None or self._key != key:
+            xd = (x.to_dense() if x.is_sparse else x).float()
+            if self.weighting == "tfidf":
+                df = (xd != 0).sum(0).float()
+                xd = xd * torch.log(xd.size(0) / (1.0 + df))
+            self._xn = xd / xd.norm(dim=1, keepdim=True).clamp(min=1e-12)
+            self._key = key
+        return self._xn
+
+    def forward(self, x: Tensor, pairs: Tensor) -> Tensor:
+        if x.dim() != 2:
+            raise ValueError(f"FeatureCosine expects x of shape [N, F], got {tuple(x.shape)}")
+        xn = self.normalized_features(x)
+        return self.weight * (xn[pairs[0]] * xn[pairs[1]]).sum(-1)
+
+    def extra_repr(self) -> str:
+        return f"weighting={self.weighting!r}, learn={isinstance(self.weight, nn.Parameter)}"
 
 
 class LinkModel(nn.Module):
-    """``logits = decoder(encoder(x, edge_index), pairs, edge_index)``.
+    """``logits = decoder(encoder(x, edge_index), pairs, edge_index)`` (``+ feature_term(x, pairs)``
+    when a :class:`FeatureCosine` term is given).
 
     Shapes:
         x ``[N, F]`` (dense or sparse COO), edge_index ``[2, E]`` (message passing), pairs ``[2, B]``
         -> ``[B]``.
     """
 
-    def __init__(self, encoder: nn.Module, decoder: nn.Module) -> None:
+    def __init__(self, encoder: nn.Module, decoder: nn.Module, feature_term: nn.Module | None = None) -> None:
         super().__init__()
         self.encoder, self.decoder = encoder, decoder
+        self.feature_term = feature_term
+
+    def _decode(self, x: Tensor, h: Tensor, pairs: Tensor, edge_index: Tensor) -> Tensor:
+        out = self.decoder(h, pairs, edge_index)
+        return out if self.feature_term is None else out + self.feature_term(x, pairs)
 
     def forward(self, x: Tensor, edge_index: Tensor, pairs: Tensor, decoder_edge_index: Tensor | None = None) -> Tensor:
         """``decoder_edge_index`` (default ``edge_index``) is the graph the decoder reads common
         neighbours from (NCN drops some of its edges during training)."""
         h = self.encoder(x, edge_index)
-        return self.decoder(h, pairs, edge_index if decoder_edge_index is None else decoder_edge_index)
+        return self._decode(x, h, pairs, edge_index if decoder_edge_index is None else decoder_edge_index)
 
     def score(self, x: Tensor, edge_index: Tensor, *pair_sets: Tensor) -> list[Tensor]:
         """Logits of several pair sets ``[2, B_i] -> [B_i]`` from one encoder pass (evaluation)."""
         h = self.encoder(x, edge_index)
-        return [self.decoder(h, p, edge_index) for p in pair_sets]
+        return [self._decode(x, h, p, edge_index) for p in pair_sets]
 
     def encoder_parameters(self) -> list[nn.Parameter]:
         return list(self.encoder.parameters())
 
     def decoder_parameters(self) -> list[nn.Parameter]:
-        return list(self.decoder.parameters())
+        extra = [] if self.feature_term is None else list(self.feature_term.parameters())
+        return list(self.decoder.parameters()) + extra
 
 
 class LinkEnsemble(nn.Module):

@@ -29,7 +29,7 @@ from .config import LinkPredConfig, ModelConfig
 from .decoders import CNDecoder, DistMultDecoder, DotDecoder, MLPDecoder, NCNDecoder
 from .encoders import GCNEncoder, PureGCNEncoder, SAGEEncoder
 from .metrics import evaluate_scores
-from .model import LinkEnsemble, LinkModel
+from .model import FeatureCosine, LinkEnsemble, LinkModel
 from .splits import LinkSplit, random_link_split, sample_negatives, to_undirected
 
 __all__ = ["PlanetoidTask", "HeteroLinkTask", "VRDTask", "TASK_CLASSES", "bce_loss", "make_decoder"]
@@ -104,7 +104,9 @@ class PlanetoidTask:
                     data.num_features, m.hidden, num_layers=m.num_layers, dropout=m.dropout,
                     input_dropout=m.input_dropout, input_linear=m.input_linear, jk=m.jk, norm=m.norm,
                 )
-            return LinkModel(enc, make_decoder(m))
+            feat = (None if m.feature_cosine == "none"
+                    else FeatureCosine(m.feature_cosine, m.feature_cosine_weight, m.feature_cosine_learn))
+            return LinkModel(enc, make_decoder(m), feat)
 
         model: nn.Module = member() if m.ensemble == 1 else LinkEnsemble([member() for _ in range(m.ensemble)])
         device = torch.device(device)
