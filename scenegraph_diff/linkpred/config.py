@@ -84,6 +84,8 @@ class ModelConfig:
             (:class:`~scenegraph_diff.linkpred.model.FeatureCosine`): ``none`` (off), ``tfidf`` or ``raw``.
         feature_cosine_weight: its initial weight ``a``.
         feature_cosine_learn: learn ``a`` (else it stays fixed).
+        input_svd: planetoid: append this many latent-semantic (TF-IDF SVD) columns to the node
+            features (:func:`~scenegraph_diff.linkpred.data.augment_features`; 0 = off).
     """
 
     name: str
@@ -132,6 +134,7 @@ class ModelConfig:
     feature_cosine: str = "none"
     feature_cosine_weight: float = 1.0
     feature_cosine_learn: bool = True
+    input_svd: int = 0
 
     def __post_init__(self) -> None:
         if not self.name or "/" in self.name:
@@ -152,6 +155,8 @@ class ModelConfig:
         if self.feature_cosine != "none" and self.feature_cosine not in FEATURE_WEIGHTINGS:
             raise ValueError(f"models[{self.name}].feature_cosine must be 'none' or one of {FEATURE_WEIGHTINGS}, "
                              f"got {self.feature_cosine!r}")
+        if self.input_svd < 0:
+            raise ValueError(f"models[{self.name}].input_svd must be >= 0, got {self.input_svd}")
         if self.batch_size < 0 or self.patience < 0:
             raise ValueError(f"models[{self.name}]: batch_size and patience must be >= 0")
 
@@ -216,6 +221,8 @@ class LinkPredConfig:
         if self.threads < 1:
             raise ValueError(f"threads must be >= 1, got {self.threads}")
         for m in self.models:
+            if m.input_svd and self.task != "planetoid":
+                raise ValueError(f"models[{m.name}].input_svd={m.input_svd} is for planetoid")
             if m.feature_cosine != "none" and self.task != "planetoid":
                 raise ValueError(f"models[{m.name}].feature_cosine={m.feature_cosine!r} is for planetoid")
             if m.ensemble_data != "shared" and self.task != "planetoid":

@@ -14,9 +14,12 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import torch
+from torch import Tensor
 from torch_geometric.data import Data, HeteroData
 
-__all__ = ["default_data_root", "verify_checksums", "load_planetoid", "load_imdb"]
+__all__ = ["default_data_root", "verify_checksums", "load_planetoid", "load_imdb", "tfidf_svd_features",
+           "augment_features"]
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +82,49 @@ def load_planetoid(name: str, data_root: str | Path | None = None) -> Data:
         data = Planetoid(root=tmp, name=name)[0]
     logger.info("loaded %s: %d nodes, %d directed edges", name, data.num_nodes, data.num_edges)
     return data
+
+
+def tfidf_svd_features(x: Tensor, k: int, standardize: bool = True, seed: int = 0) -> Tensor:
+    """Latent-semantic (LSA) node features: the top-``k`` left singular vectors of the row-normalised
+    TF-IDF feature matrix, scaled by their singular values, ``[N, F] -> [N, k]``.
+
+    Unsupervised and edge-free (it sees only the node features, never a link), so it leaks nothing
+    from validation or test edges. It adds word co-occurrence across all documents, which a link
+    model trained on a few thousand edges cannot learn from them alone. Uses ``torch.svd_lowrank``
+    under a forked RNG seeded with ``seed`` (the same features for every run), with ``standardize``
+    each column scaled to zero mean and unit variance (the scale of binary bag-of-words inputs).
+
+    Args:
+        x: ``[N, F]`` non-negative features (dense or sparse COO).
+        k: number of components, ``1 <= k <= min(N, F)``.
+        standardize: z-score each column.
+        seed: seed of the randomised SVD.
+    """
+    n, f = x.shape
+    if not 1 <= k <= min(n, f):
+        raise ValueError(f"k must be in [1, min(N, F)] = [1, {min(n, f)}], got {k}")
+    xd = (x.to_dense() if x.is_sparse else x).float()
+    df = (xd != 0).sum(0).float()
+    xt = xd * torch.log(n / (1.0 + df))
+    xt = xt / xt.norm(dim=1, keepdim=True).clamp(min=1e-12)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        u, sv, _ = torch.svd_lowrank(xt, q=min(k + 10, n, f), niter=6)
+    z = u[:, :k] * sv[:k]
+    if standardize:
+        z = (z - z.mean(0)) / z.std(0).clamp(min=1e-12)
+    return z
+
+
+def augment_features(x: Tensor, svd_dims: int) -> Tensor:
+    """``x`` with :func:`tfidf_svd_features` columns appended: ``[N, F] -> [N, F + svd_dims]`` (sparse
+    COO in, sparse COO out; ``svd_dims == 0`` returns ``x`` unchanged)."""
+    if svd_dims == 0:
+        return x
+    z = tfidf_svd_features(x, svd_dims)
+    if x.is_sparse:
+        return torch.cat([x.coalesce().float(), z.to_sparse()], dim=1).coalesce()
+    return torch.cat([x.float(), z], dim=1)
 
 
 def load_imdb(data_root: str | Path | None = None) -> HeteroData:

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .config import LinkPredConfig, ModelConfig
+from .data import augment_features
 from .decoders import CNDecoder, DistMultDecoder, DotDecoder, MLPDecoder, NCNDecoder
 from .encoders import GCNEncoder, PureGCNEncoder, SAGEEncoder
 from .metrics import evaluate_scores
@@ -93,15 +94,17 @@ class PlanetoidTask:
                                   val_negatives=cfg.val_negatives)
         if m.encoder not in HOMO_ENCODERS:
             raise ValueError(f"models[{m.name}].encoder: {m.encoder!r} is not a homogeneous encoder {sorted(HOMO_ENCODERS)}")
+        x = augment_features(data.x, m.input_svd)
+        num_features = x.size(1)
 
         def member() -> LinkModel:
             if m.encoder == "puregcn":
-                enc: nn.Module = PureGCNEncoder(data.num_features, m.hidden, num_layers=m.num_layers, dropout=m.dropout,
+                enc: nn.Module = PureGCNEncoder(num_features, m.hidden, num_layers=m.num_layers, dropout=m.dropout,
                                                 input_dropout=m.input_dropout, tail_dropout=m.tail_dropout, jk=m.jk,
                                                 jk_input=m.jk_input)
             else:
                 enc = HOMO_ENCODERS[m.encoder](
-                    data.num_features, m.hidden, num_layers=m.num_layers, dropout=m.dropout,
+                    num_features, m.hidden, num_layers=m.num_layers, dropout=m.dropout,
                     input_dropout=m.input_dropout, input_linear=m.input_linear, jk=m.jk, norm=m.norm,
                 )
             feat = (None if m.feature_cosine == "none"
@@ -110,7 +113,8 @@ class PlanetoidTask:
 
         model: nn.Module = member() if m.ensemble == 1 else LinkEnsemble([member() for _ in range(m.ensemble)])
         device = torch.device(device)
-        return cls(cfg, m, split, data.x.to_sparse().coalesce().to(device), model.to(device), rank, world, device)
+        x = x if x.is_sparse else x.to_sparse()
+        return cls(cfg, m, split, x.coalesce().to(device), model.to(device), rank, world, device)
 
     def __post_init__(self) -> None:
         self._exclude = self.split.train_exclude_keys()
