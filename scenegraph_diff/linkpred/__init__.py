@@ -6,7 +6,8 @@ Entry points::
     summary = run_sweep(LinkPredConfig.from_dict(yaml.safe_load(open("benchmarks/linkpred/cora.yaml"))), "runs/cora")
 
 or ``scenegraph-diff linkpred benchmarks/linkpred/cora.yaml``. Submodules: :mod:`.splits`,
-:mod:`.encoders`, :mod:`.hetero`, :mod:`.decoders`, :mod:`.denoise`, :mod:`.metrics`, :mod:`.vrd`,
+:mod:`.encoders`, :mod:`.hetero`, :mod:`.decoders`, :mod:`.model`, :mod:`.denoise`, :mod:`.metrics`, :mod:`.vrd`,
+:mod:`.analysis` (where Hits@K misses are),
 :mod:`.runner`.
 """
 

@@ -18,8 +18,8 @@ import torch
 from torch import Tensor
 from torch_geometric.data import Data, HeteroData
 
-__all__ = ["default_data_root", "verify_checksums", "load_planetoid", "load_imdb", "tfidf_svd_features",
-           "augment_features"]
+__all__ = ["default_data_root", "verify_checksums", "load_planetoid", "load_imdb", "normalized_rows",
+           "tfidf_svd_features", "augment_features"]
 
 logger = logging.getLogger(__name__)
 
@@ -84,6 +84,17 @@ def load_planetoid(name: str, data_root: str | Path | None = None) -> Data:
     return data
 
 
+def normalized_rows(x: Tensor, tfidf: bool = True) -> Tensor:
+    """Dense float32 ``[N, F] -> [N, F]``: the rows of ``x`` (dense or sparse COO), TF-IDF-weighted when
+    ``tfidf`` (``idf_f = log(N / (1 + df_f))``, ``df_f`` the number of nodes with a non-zero feature ``f``),
+    scaled to unit L2 norm (all-zero rows stay zero)."""
+    xd = (x.to_dense() if x.is_sparse else x).detach().float()
+    if tfidf:
+        df = (xd != 0).sum(0).float()
+        xd = xd * torch.log(xd.size(0) / (1.0 + df))
+    return xd / xd.norm(dim=1, keepdim=True).clamp(min=1e-12)
+
+
 def tfidf_svd_features(x: Tensor, k: int, standardize: bool = True, seed: int = 0) -> Tensor:
     """Latent-semantic (LSA) node features: the top-``k`` left singular vectors of the row-normalised
     TF-IDF feature matrix, scaled by their singular values, ``[N, F] -> [N, k]``.
@@ -103,10 +114,7 @@ def tfidf_svd_features(x: Tensor, k: int, standardize: bool = True, seed: int = 
     n, f = x.shape
     if not 1 <= k <= min(n, f):
         raise ValueError(f"k must be in [1, min(N, F)] = [1, {min(n, f)}], got {k}")
-    xd = (x.to_dense() if x.is_sparse else x).float()
-    df = (xd != 0).sum(0).float()
-    xt = xd * torch.log(n / (1.0 + df))
-    xt = xt / xt.norm(dim=1, keepdim=True).clamp(min=1e-12)
+    xt = normalized_rows(x, tfidf=True)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         u, sv, _ = torch.svd_lowrank(xt, q=min(k + 10, n, f), niter=6)

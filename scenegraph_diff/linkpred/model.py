@@ -9,6 +9,8 @@ from typing import Sequence
 import torch
 from torch import Tensor, nn
 
+from .data import normalized_rows
+
 __all__ = ["LinkModel", "LinkEnsemble", "FeatureCosine", "FEATURE_WEIGHTINGS"]
 
 FEATURE_WEIGHTINGS = ("tfidf", "raw")  # FeatureCosine.weighting
@@ -28,7 +30,7 @@ class FeatureCosine(nn.Module):
     learns how much to trust it.
 
     The row-normalised ``x̃`` (dense ``[N, F]``) is computed once per input ``x`` and cached (not
-    saved in ``state_dict``); the cache is keyed on the tensor's storage, shape and device.
+    saved in ``state_dict``) for the tensor object ``x`` and its in-place version counter.
 
     Args:
         weighting: ``"tfidf"`` or ``"raw"``.
@@ -52,20 +54,12 @@ class FeatureCosine(nn.Module):
         self._key: tuple | None = None
         self._xn: Tensor | None = None
 
-    @staticmethod
-    def _storage_key(x: Tensor) -> tuple:
-        ptr = x._values().data_ptr() if x.is_sparse else x.data_ptr()
-        return ptr, tuple(x.shape), str(x.device), x.is_sparse
-
     def normalized_features(self, x: Tensor) -> Tensor:
-        """Row-normalised (TF-IDF-weighted) features ``[N, F] -> [N, F]`` (dense float32; cached)."""
-        key = self._storage_key(x)
-        if self._xn is None or self._key != key:
-            xd = (x.to_dense() if x.is_sparse else x).float()
-            if self.weighting == "tfidf":
-                df = (xd != 0).sum(0).float()
-                xd = xd * torch.log(xd.size(0) / (1.0 + df))
-            self._xn = xd / xd.norm(dim=1, keepdim=True).clamp(min=1e-12)
+        """Row-normalised (TF-IDF-weighted) features ``[N, F] -> [N, F]`` (dense float32; cached for
+        the tensor object ``x`` until it is modified in place)."""
+        key = (x, x._version)
+        if self._xn is None or self._key is None or self._key[0] is not x or self._key[1] != x._version:
+            self._xn = normalized_rows(x, tfidf=self.weighting == "tfidf")
             self._key = key
         return self._xn
 
