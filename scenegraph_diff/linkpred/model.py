@@ -15,6 +15,17 @@ __all__ = ["LinkModel", "LinkEnsemble", "FeatureCosine", "FEATURE_WEIGHTINGS"]
 
 FEATURE_WEIGHTINGS = ("tfidf", "raw")  # FeatureCosine.weighting
 
+# (x, x._version, tfidf, normalized rows) of the last input seen by any FeatureCosine
+_NORM_CACHE: list[tuple[Tensor, int, bool, Tensor] | None] = [None]
+
+
+def _normalized_cached(x: Tensor, tfidf: bool) -> Tensor:
+    c = _NORM_CACHE[0]
+    if c is None or c[0] is not x or c[1] != x._version or c[2] != tfidf:
+        c = (x, x._version, tfidf, normalized_rows(x, tfidf=tfidf))
+        _NORM_CACHE[0] = c
+    return c[3]
+
 
 class FeatureCosine(nn.Module):
     r"""Raw-feature similarity term ``s(i, j) = a · cos(x̃_i, x̃_j)`` with a learned scalar ``a``.
@@ -29,8 +40,9 @@ class FeatureCosine(nn.Module):
     counterpart of the graph heuristics SEAL / BUDDY add); this term hands it to the model, which
     learns how much to trust it.
 
-    The row-normalised ``x̃`` (dense ``[N, F]``) is computed once per input ``x`` and cached (not
-    saved in ``state_dict``) for the tensor object ``x`` and its in-place version counter.
+    The row-normalised ``x̃`` (dense ``[N, F]``) is computed once per input ``x`` and kept in a
+    one-entry cache shared by all instances (the members of an ensemble read the same copy; nothing
+    goes into ``state_dict``), keyed on the tensor object ``x`` and its in-place version counter.
 
     Args:
         weighting: ``"tfidf"`` or ``"raw"``.
@@ -51,17 +63,10 @@ class FeatureCosine(nn.Module):
             self.weight = nn.Parameter(w)
         else:
             self.register_buffer("weight", w)
-        self._key: tuple | None = None
-        self._xn: Tensor | None = None
 
     def normalized_features(self, x: Tensor) -> Tensor:
-        """Row-normalised (TF-IDF-weighted) features ``[N, F] -> [N, F]`` (dense float32; cached for
-        the tensor object ``x`` until it is modified in place)."""
-        key = (x, x._version)
-        if self._xn is None or self._key is None or self._key[0] is not x or self._key[1] != x._version:
-            self._xn = normalized_rows(x, tfidf=self.weighting == "tfidf")
-            self._key = key
-        return self._xn
+        """Row-normalised (TF-IDF-weighted) features ``[N, F] -> [N, F]`` (dense float32; cached)."""
+        return _normalized_cached(x, self.weighting == "tfidf")
 
     def forward(self, x: Tensor, pairs: Tensor) -> Tensor:
         if x.dim() != 2:

@@ -118,3 +118,10 @@ def test_cache_sees_in_place_changes():
     a = term(x, pairs).item()
     x[1] = x[0]
     assert term(x, pairs).item() == pytest.approx(1.0) != a
+
+
+def test_ensemble_members_share_one_normalized_copy():
+    a, b = FeatureCosine("tfidf"), FeatureCosine("tfidf")
+    x = X.clone()
+    assert a.normalized_features(x) is b.normalized_features(x)
+    assert FeatureCosine("raw").normalized_features(x) is not a.normalized_features(x)  # other weighting
