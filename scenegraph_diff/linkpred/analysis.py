@@ -97,11 +97,11 @@ def miss_breakdown(pos: Tensor, neg: Tensor, pos_pairs: Tensor, neg_pairs: Tenso
         "isolated_positives": int(iso.sum()), "isolated_missed": int((iso & ~hit).sum()), "buckets": buckets,
     }
     if x is not None:
-        from .model import FeatureCosine
+        from .data import normalized_rows
 
-        term = FeatureCosine("tfidf", weight=1.0, learn=False)
-        with torch.no_grad():
-            cp, cn = term(x.cpu(), pos_pairs.cpu()), term(x.cpu(), neg_pairs.cpu())
+        xn = normalized_rows(x.cpu(), tfidf=True)
+        cp = (xn[pos_pairs[0].cpu()] * xn[pos_pairs[1].cpu()]).sum(-1)
+        cn = (xn[neg_pairs[0].cpu()] * xn[neg_pairs[1].cpu()]).sum(-1)
 
         def med(t: Tensor) -> float:
             return float(t.median()) if t.numel() else math.nan
