@@ -34,7 +34,8 @@ def iter_jsonl(source: PathLike | IO[bytes] | IO[str]) -> Iterator[tuple[int, Sc
             if not raw.strip():
                 continue
             try:
-                yield lineno, SceneGraph.from_json(raw)
+                # Without its line break, so that a JSON error position reads "line 1 column C".
+                yield lineno, SceneGraph.from_json(raw.rstrip(b"\r\n"))
             except SceneGraphError as e:
                 err = SceneGraphError(f"line {lineno}: {e.field}", e.reason)
                 err.line = lineno  # type: ignore[attr-defined]
@@ -64,12 +65,36 @@ def read_jsonl(
         yield item
 
 
+def _umask() -> int:
+    """The process umask (read from ``/proc`` where possible: setting it to read it is not thread-safe)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: PathLike, data: bytes | str) -> None:
-    """Write ``data`` to ``path`` atomically: a temporary file in the same folder, fsync, then rename."""
+    """Write ``data`` to ``path`` atomically: a temporary file in the same folder, fsync, then rename.
+
+    The file gets the permissions a plain ``open(path, "w")`` would give it: those of the file it replaces,
+    else ``0o666`` minus the umask (not the ``0o600`` of a temporary file).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        mode = path.stat().st_mode & 0o7777
+    except FileNotFoundError:
+        mode = 0o666 & ~_umask()
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        if hasattr(os, "fchmod"):
+            os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as f:
             f.write(data.encode("utf-8") if isinstance(data, str) else data)
             f.flush()

@@ -18,6 +18,8 @@ from __future__ import annotations
 import json
 import math
 import re
+import reprlib
+import sys
 import unicodedata
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
@@ -29,6 +31,7 @@ _WS = re.compile(r"\s+")
 _GRAPH_KEYS = frozenset({"text", "objects", "relations"})
 _OBJECT_KEYS = frozenset({"name", "attributes", "box", "span"})
 _RELATION_KEYS = frozenset({"subject", "predicate", "object", "span"})
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class SceneGraphError(ValueError):
@@ -61,32 +64,68 @@ def _type_name(value: Any) -> str:
     return type(value).__name__
 
 
+class _ShortRepr(reprlib.Repr):
+    """``repr`` for error messages: bounded length and depth, safe on any value (deeply nested lists,
+    integers too long for ``str()``), so that reporting a bad value can never fail itself."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.maxlevel, self.maxlist, self.maxtuple, self.maxdict = 3, 6, 6, 4
+        self.maxstring, self.maxlong, self.maxother = 50, 30, 50
+
+    def repr_int(self, x: int, level: int) -> str:
+        if x.bit_length() > 3000:  # more than ~900 digits: str() may refuse (int_max_str_digits)
+            digits = int(x.bit_length() * math.log10(2)) + 1
+            return f"{'-' if x < 0 else ''}<an integer of about {digits} digits>"
+        return super().repr_int(x, level)
+
+
+def _show(value: Any) -> str:
+    """A short, always computable ``repr`` of ``value`` for messages (at most ~60 characters)."""
+    try:
+        return _ShortRepr().repr(value)
+    except Exception:  # e.g. a user type whose __repr__ raises
+        return f"<{_type_name(value)}>"
+
+
+def _check_unicode(value: str, where: str) -> str:
+    """Reject lone surrogates: such a string cannot be written as UTF-8 (undecodable bytes from argv or
+    a file read with ``errors='surrogateescape'``, or a ``\\ud800`` JSON escape)."""
+    if not value.isascii():
+        m = _SURROGATE.search(value)
+        if m is not None:
+            raise SceneGraphError(where, f"contains a lone surrogate U+{ord(m.group()):04X} at offset {m.start()} "
+                                         "(not valid Unicode: undecodable input bytes?)")
+    return value
+
+
 def _check_label(value: Any, where: str) -> str:
     if not isinstance(value, str):
-        raise SceneGraphError(where, f"expected a string, got {_type_name(value)} {value!r:.60}")
+        raise SceneGraphError(where, f"expected a string, got {_type_name(value)} {_show(value)}")
     if not value.strip():
-        raise SceneGraphError(where, f"must be a non-empty string, got {value!r}")
-    return value
+        raise SceneGraphError(where, f"must be a non-empty string, got {_show(value)}")
+    return _check_unicode(value, where)
 
 
 def _check_index(value: Any, where: str, num_objects: int) -> int:
     # bool is an int subclass; True as an index is a bug in the caller, not an index.
     if isinstance(value, bool) or not isinstance(value, int):
-        raise SceneGraphError(where, f"expected an integer index, got {_type_name(value)} {value!r:.60}")
+        raise SceneGraphError(where, f"expected an integer index, got {_type_name(value)} {_show(value)}")
     if not 0 <= value < num_objects:
-        raise SceneGraphError(where, f"index {value} out of range ({num_objects} objects)")
+        raise SceneGraphError(where, f"index {_show(value)} out of range ({num_objects} objects)")
     return value
 
 
 def _check_box(value: Any, where: str) -> tuple[float, float, float, float]:
     if not isinstance(value, (list, tuple)) or len(value) != 4:
-        raise SceneGraphError(where, f"expected [x0, y0, x1, y1], got {value!r:.80}")
+        raise SceneGraphError(where, f"expected [x0, y0, x1, y1], got {_show(value)}")
     out = []
     for i, v in enumerate(value):
         if isinstance(v, bool) or not isinstance(v, (int, float)):
-            raise SceneGraphError(f"{where}[{i}]", f"expected a number, got {_type_name(v)} {v!r:.60}")
-        if not math.isfinite(v) or not 0.0 <= v <= 1.0:
-            raise SceneGraphError(f"{where}[{i}]", f"must lie in [0, 1], got {v!r}")
+            raise SceneGraphError(f"{where}[{i}]", f"expected a number, got {_type_name(v)} {_show(v)}")
+        # Compare before converting: float() of a huge integer raises OverflowError.
+        if (isinstance(v, float) and not math.isfinite(v)) or not 0 <= v <= 1:
+            raise SceneGraphError(f"{where}[{i}]", f"must lie in [0, 1], got {_show(v)}")
         out.append(float(v))
     x0, y0, x1, y1 = out
     if not x0 < x1:
@@ -98,15 +137,15 @@ def _check_box(value: Any, where: str) -> tuple[float, float, float, float]:
 
 def _check_span(value: Any, where: str, text: str | None) -> tuple[int, int]:
     if not isinstance(value, (list, tuple)) or len(value) != 2:
-        raise SceneGraphError(where, f"expected [start, end], got {value!r:.80}")
+        raise SceneGraphError(where, f"expected [start, end], got {_show(value)}")
     for i, v in enumerate(value):
         if isinstance(v, bool) or not isinstance(v, int):
-            raise SceneGraphError(f"{where}[{i}]", f"expected an integer offset, got {_type_name(v)} {v!r:.60}")
+            raise SceneGraphError(f"{where}[{i}]", f"expected an integer offset, got {_type_name(v)} {_show(v)}")
     start, end = value
     if text is None:
         raise SceneGraphError(where, "a span needs the graph's text, but text is missing")
     if not 0 <= start <= end <= len(text):
-        raise SceneGraphError(where, f"[{start}, {end}] is not within the text (length {len(text)})")
+        raise SceneGraphError(where, f"[{_show(start)}, {_show(end)}] is not within the text (length {len(text)})")
     return (start, end)
 
 
@@ -137,7 +176,7 @@ class SceneObject:
         if self.span is not None:
             span = self.span
             if not isinstance(span, (list, tuple)) or len(span) != 2:
-                raise SceneGraphError("span", f"expected [start, end], got {span!r:.80}")
+                raise SceneGraphError("span", f"expected [start, end], got {_show(span)}")
             object.__setattr__(self, "span", tuple(span))
 
     def to_dict(self) -> dict[str, Any]:
@@ -163,10 +202,10 @@ class Relation:
         for name in ("subject", "object"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-                raise SceneGraphError(name, f"expected a non-negative integer index, got {v!r:.60}")
+                raise SceneGraphError(name, f"expected a non-negative integer index, got {_show(v)}")
         if self.span is not None:
             if not isinstance(self.span, (list, tuple)) or len(self.span) != 2:
-                raise SceneGraphError("span", f"expected [start, end], got {self.span!r:.80}")
+                raise SceneGraphError("span", f"expected [start, end], got {_show(self.span)}")
             object.__setattr__(self, "span", tuple(self.span))
 
     def to_dict(self) -> dict[str, Any]:
@@ -195,8 +234,10 @@ class SceneGraph:
     text: str | None = None
 
     def __post_init__(self) -> None:
-        if self.text is not None and not isinstance(self.text, str):
-            raise SceneGraphError("text", f"expected a string, got {_type_name(self.text)}")
+        if self.text is not None:
+            if not isinstance(self.text, str):
+                raise SceneGraphError("text", f"expected a string, got {_type_name(self.text)}")
+            _check_unicode(self.text, "text")
         objs = tuple(self.objects)
         rels = tuple(self.relations)
         for i, o in enumerate(objs):
@@ -330,10 +371,15 @@ class SceneGraph:
             raise SceneGraphError("graph", f"expected a JSON object, got {_type_name(d)}")
         unknown = set(d) - _GRAPH_KEYS
         if unknown:
-            raise SceneGraphError(sorted(map(str, unknown))[0], "unknown key (allowed: text, objects, relations)")
+            if "num_nodes" in d and "edges" in d:
+                raise SceneGraphError("graph", "an edge-list record ({num_nodes, edges}) from sample-graphs, "
+                                               "not SceneGraph JSON")
+            raise SceneGraphError(_first_key(unknown), "unknown key (allowed: text, objects, relations)")
         text = d.get("text")
-        if text is not None and not isinstance(text, str):
-            raise SceneGraphError("text", f"expected a string, got {_type_name(text)}")
+        if text is not None:
+            if not isinstance(text, str):
+                raise SceneGraphError("text", f"expected a string, got {_type_name(text)}")
+            _check_unicode(text, "text")
         raw_objects = d.get("objects", [])
         if not isinstance(raw_objects, list):
             raise SceneGraphError("objects", f"expected a list, got {_type_name(raw_objects)}")
@@ -348,7 +394,7 @@ class SceneGraph:
                 raise SceneGraphError(where, f"expected a JSON object, got {_type_name(o)}")
             unknown = set(o) - _OBJECT_KEYS
             if unknown:
-                raise SceneGraphError(f"{where}.{sorted(map(str, unknown))[0]}", "unknown key")
+                raise SceneGraphError(f"{where}.{_first_key(unknown)}", "unknown key")
             if "name" not in o:
                 raise SceneGraphError(f"{where}.name", "missing")
             name = _check_label(o["name"], f"{where}.name")
@@ -368,7 +414,7 @@ class SceneGraph:
                 raise SceneGraphError(where, f"expected a JSON object, got {_type_name(r)}")
             unknown = set(r) - _RELATION_KEYS
             if unknown:
-                raise SceneGraphError(f"{where}.{sorted(map(str, unknown))[0]}", "unknown key")
+                raise SceneGraphError(f"{where}.{_first_key(unknown)}", "unknown key")
             for key in ("subject", "predicate", "object"):
                 if key not in r:
                     raise SceneGraphError(f"{where}.{key}", "missing")
@@ -396,6 +442,11 @@ class SceneGraph:
         return f"SceneGraph(objects=[{objs}], relations=[{rels}])"
 
 
+def _first_key(keys: Iterable[Any]) -> str:
+    """The first of ``keys`` in sorted order, as text (non-string keys of a Python dict shown by repr)."""
+    return sorted(k if isinstance(k, str) else _show(k) for k in keys)[0]
+
+
 def _reject_constant(name: str) -> Any:
     raise SceneGraphError("json", f"{name} is not valid JSON")
 
@@ -403,7 +454,8 @@ def _reject_constant(name: str) -> Any:
 def loads_json(s: str | bytes | bytearray) -> Any:
     """``json.loads`` that reports every failure as :class:`SceneGraphError` (``json: ...``).
 
-    Rejects invalid UTF-8, NaN/Infinity, and nesting too deep for the parser.
+    Accepts a leading UTF-8 byte order mark. Rejects invalid UTF-8, NaN/Infinity, integers too long to
+    convert, and nesting too deep for the parser.
     """
     if isinstance(s, (bytes, bytearray)):
         try:
@@ -412,11 +464,17 @@ def loads_json(s: str | bytes | bytearray) -> Any:
             raise SceneGraphError("json", f"invalid UTF-8 at byte {e.start}") from None
     if not isinstance(s, str):
         raise SceneGraphError("json", f"expected str or bytes, got {_type_name(s)}")
+    if s.startswith("\ufeff"):  # a byte order mark, as some editors write
+        s = s[1:]
     try:
         return json.loads(s, parse_constant=_reject_constant)
+    except SceneGraphError:
+        raise
     except json.JSONDecodeError as e:
         raise SceneGraphError("json", f"{e.msg} at line {e.lineno} column {e.colno}") from None
     except RecursionError:
         raise SceneGraphError("json", "nesting too deep") from None
-    except ValueError as e:  # e.g. integer string too long to convert
-        raise SceneGraphError("json", str(e)) from None
+    except ValueError as e:  # an integer string longer than sys.get_int_max_str_digits()
+        if "integer string conversion" in str(e):
+            raise SceneGraphError("json", f"integer too long (more than {sys.get_int_max_str_digits()} digits)") from None
+        raise SceneGraphError("json", str(e).splitlines()[0] if str(e) else type(e).__name__) from None
