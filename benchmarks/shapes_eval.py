@@ -35,21 +35,8 @@ import numpy as np
 import torch
 
 from scenegraph_diff.graph import SceneGraph
-from scenegraph_diff.shapes import check, sample_scene, score
-
-HELDOUT_SEED = 987_654_321  # no training run draws from this seed
-
-
-def heldout_graphs(n: int, seed: int = HELDOUT_SEED) -> list[SceneGraph]:
-    """``n`` held-out graphs, cycling through (objects, relations) strata so every count 1-3 / 0-3 appears."""
-    g = torch.Generator().manual_seed(seed)
-    strata = [(1, 0), (2, 0), (2, 1), (3, 0), (3, 1), (3, 2), (3, 3)]
-    out = []
-    for i in range(n):
-        no, nr = strata[i % len(strata)]
-        out.append(sample_scene(g, 32, num_objects=no, num_relations=nr))
-    return out
-
+from scenegraph_diff.shapes import check, score
+from scenegraph_diff.shapes.evaluation import held_out_graphs as heldout_graphs
 
 def evaluate(pipe, graphs: list[SceneGraph], enforce: bool, seed: int, batch_size: int) -> tuple[dict, np.ndarray]:
     gen = torch.Generator().manual_seed(seed)

@@ -38,7 +38,7 @@ of them); anything else is passed through untouched.
 Checkpoints (``output_dir/checkpoint-00000200/``, written to a temporary folder and renamed, so a
 crash never leaves a half-written checkpoint): ``model.safetensors``, ``ema.safetensors``,
 ``optimizer.safetensors`` (optimizer state flattened to ``state.<param index>.<name>`` tensors) and
-``trainer_state.json`` (step, config, history, RNG states). Nothing is pickled. The newest
+``trainer_state.json`` (step, config, history, RNG states, training seconds so far). Nothing is pickled. The newest
 ``max_checkpoints`` are kept. :func:`load_weights` loads a checkpoint's (EMA) weights into a model.
 
 Distributed data parallel: under ``torchrun`` (``WORLD_SIZE`` > 1 in the environment) the trainer
@@ -60,6 +60,7 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import (
@@ -410,6 +411,7 @@ class Trainer:
             self.ema_model = copy.deepcopy(self.model).eval().requires_grad_(False)
         self.generator = torch.Generator(self.device).manual_seed(config.seed + self.rank)
         self.step = 0
+        self.train_seconds = 0.0  # wall-clock seconds spent in fit() over all runs (kept across resumes)
         self.history: list[dict[str, float]] = []
         self._ddp_model: nn.Module | None = None
 
@@ -498,6 +500,7 @@ class Trainer:
                     "optimizer_scalars": opt_scalars,
                     "rng_states": rng_states,
                     "history": self.history,
+                    "train_seconds": self.train_seconds,
                 }
                 (tmp / "trainer_state.json").write_text(json.dumps(state, indent=1, sort_keys=True))
                 for f in tmp.iterdir():
@@ -548,6 +551,7 @@ class Trainer:
         self.generator.set_state(_decode_rng(state["rng_states"][self.rank]))
         self.step = int(state["step"])
         self.history = [dict(h) for h in state["history"]]
+        self.train_seconds = float(state.get("train_seconds", 0.0))
         logger.info("resumed from %s at step %d", path, self.step)
 
     # -- training ------------------------------------------------------------------------------
@@ -643,12 +647,14 @@ class Trainer:
         try:
             stream = self._batch_stream(batches)
             while self.step < cfg.max_steps:
+                tick = time.perf_counter()
                 try:
                     batch = next(stream)
                 except StopIteration:
                     logger.warning("batches exhausted after %d of %d steps", self.step, cfg.max_steps)
                     break
                 record = self._train_step(train_model, _move_to(batch, self.device))
+                self.train_seconds += time.perf_counter() - tick
                 self.history.append(record)
                 if bar is not None:
                     bar.update(1)

@@ -425,3 +425,16 @@ def test_logging_and_progress_bar(caplog, capsys):
     assert steps == ["step 2/4", "step 4/4"]
     captured = capsys.readouterr()
     assert "train" in captured.err and "4/4" in captured.err and captured.out == ""
+
+
+def test_train_seconds_accumulate_across_resumes(tmp_path):
+    data = [make_data(8, seed=s) for s in range(4)]
+    cfg = TrainConfig(max_steps=3, lr=1e-2, output_dir=str(tmp_path), progress=False)
+    first = Trainer(make_model(), mse_step, cfg)
+    first.fit(data)
+    assert first.train_seconds > 0
+    saved = json.loads((latest_checkpoint(tmp_path) / "trainer_state.json").read_text())["train_seconds"]
+    assert saved == first.train_seconds
+    again = Trainer(make_model(), mse_step, TrainConfig(**{**cfg.to_dict(), "max_steps": 5, "betas": cfg.betas}))
+    again.fit(data, resume=True)
+    assert again.step == 5 and again.train_seconds > saved
