@@ -24,7 +24,7 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
 
-__all__ = ["SceneGraph", "SceneObject", "Relation", "SceneGraphError", "canonical_label"]
+__all__ = ["SceneGraph", "SceneObject", "Relation", "SceneGraphError", "canonical_label", "check_unicode"]
 
 _WS = re.compile(r"\s+")
 
@@ -88,9 +88,13 @@ def _show(value: Any) -> str:
         return f"<{_type_name(value)}>"
 
 
-def _check_unicode(value: str, where: str) -> str:
-    """Reject lone surrogates: such a string cannot be written as UTF-8 (undecodable bytes from argv or
-    a file read with ``errors='surrogateescape'``, or a ``\\ud800`` JSON escape)."""
+def check_unicode(value: str, where: str) -> str:
+    """Return ``value`` if it is valid Unicode; raise :class:`SceneGraphError` at ``where`` for a lone surrogate.
+
+    Such a string cannot be written as UTF-8: it comes from undecodable bytes (argv, or a file read with
+    ``errors="surrogateescape"``) or from a ``"\\ud800"`` JSON escape. Every string of a graph is checked,
+    so a valid graph can always be written.
+    """
     if not value.isascii():
         m = _SURROGATE.search(value)
         if m is not None:
@@ -104,7 +108,7 @@ def _check_label(value: Any, where: str) -> str:
         raise SceneGraphError(where, f"expected a string, got {_type_name(value)} {_show(value)}")
     if not value.strip():
         raise SceneGraphError(where, f"must be a non-empty string, got {_show(value)}")
-    return _check_unicode(value, where)
+    return check_unicode(value, where)
 
 
 def _check_index(value: Any, where: str, num_objects: int) -> int:
@@ -237,7 +241,7 @@ class SceneGraph:
         if self.text is not None:
             if not isinstance(self.text, str):
                 raise SceneGraphError("text", f"expected a string, got {_type_name(self.text)}")
-            _check_unicode(self.text, "text")
+            check_unicode(self.text, "text")
         objs = tuple(self.objects)
         rels = tuple(self.relations)
         for i, o in enumerate(objs):
@@ -379,7 +383,7 @@ class SceneGraph:
         if text is not None:
             if not isinstance(text, str):
                 raise SceneGraphError("text", f"expected a string, got {_type_name(text)}")
-            _check_unicode(text, "text")
+            check_unicode(text, "text")
         raw_objects = d.get("objects", [])
         if not isinstance(raw_objects, list):
             raise SceneGraphError("objects", f"expected a list, got {_type_name(raw_objects)}")

@@ -21,9 +21,9 @@ import functools
 import logging
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import Iterable
 
-from ..graph.scene_graph import SceneGraph
+from ..graph.scene_graph import SceneGraph, check_unicode
 from .base import Parser
 from .rules import RuleBasedParser
 
@@ -82,34 +82,43 @@ def _default_parser(backend: str) -> Parser:
 def parse(text: str, backend: str = "auto") -> SceneGraph:
     """Parse one text into a :class:`SceneGraph` (with ``text`` and character spans).
 
+    Only the first :data:`~.tokenize.MAX_CHARS` characters of a longer text are parsed (with a warning).
+
     Raises:
         TypeError: ``text`` is not a string.
+        SceneGraphError: ``text`` is not valid Unicode (a lone surrogate, e.g. from undecodable bytes).
     """
     if not isinstance(text, str):
         raise TypeError(f"text must be a str, got {type(text).__name__} {text!r:.60}")
+    check_unicode(text, "text")
     return _default_parser(backend).parse(text)
 
 
 def parse_batch(
-    texts: Sequence[str], batch_size: int = 256, backend: str = "auto", progress: bool | None = None
+    texts: Iterable[str], batch_size: int = 256, backend: str = "auto", progress: bool | None = None
 ) -> list[SceneGraph]:
     """Parse many texts (in order). Batched for the learned backend.
 
     Args:
-        texts: the inputs.
+        texts: the inputs: a list, or any iterable (an iterator or generator is read once).
         batch_size: texts per forward pass.
         backend: see :func:`load_parser`.
         progress: show a tqdm bar on stderr; ``None`` = only for more than 2,000 texts.
+
+    Raises:
+        TypeError: ``texts`` is a single str, or an item is not a str.
+        SceneGraphError: an item is not valid Unicode (field ``texts[i]``).
     """
     if isinstance(texts, str):
         raise TypeError("texts must be a sequence of strings, not a single str (use parse())")
+    texts = list(texts)  # an iterator would be used up by the checks below
     for i, t in enumerate(texts):
         if not isinstance(t, str):
             raise TypeError(f"texts[{i}] must be a str, got {type(t).__name__} {t!r:.60}")
+        check_unicode(t, f"texts[{i}]")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     parser = _default_parser(backend)
-    texts = list(texts)
     show = len(texts) > 2000 if progress is None else progress
     if not show:
         return parser.parse_batch(texts, batch_size=batch_size)

@@ -13,9 +13,11 @@ __all__ = ["Parser"]
 class Parser(Protocol):
     """A text -> :class:`SceneGraph` parser.
 
-    ``parse`` never raises on ``str`` input: empty or meaningless text gives an empty graph. Returned
+    ``parse`` never raises on valid Unicode ``str`` input: empty or meaningless text gives an empty graph
+    (a ``str`` with a lone surrogate, which no graph can hold, raises ``SceneGraphError``). Returned
     graphs carry ``text`` and character ``span`` s (objects: the head noun phrase; relations: the
-    predicate words) into it.
+    predicate words) into it. Text beyond :data:`~.tokenize.MAX_CHARS` characters is not parsed (a
+    warning is logged).
     """
 
     name: str

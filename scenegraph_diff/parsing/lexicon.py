@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 __all__ = [
-    "COLOURS", "SHAPES", "SHAPE_PREDICATES", "NUMBERS", "Lexicon", "load_lexicon", "lemmatize_verb",
+    "COLOURS", "SHAPES", "SHAPE_PLURALS", "SHAPE_PREDICATES", "NUMBERS", "Lexicon", "load_lexicon", "lemmatize_verb",
     "DEFAULT_LEXICON_PATH",
 ]
 
@@ -24,6 +24,9 @@ COLOURS = frozenset(
 )
 #: The shapes world of SHAPES.md.
 SHAPES = frozenset({"circle", "square", "triangle"})
+#: Plural shape noun -> its singular ("three red circles": the name stays plural, FACTUAL-style, with the count
+#: as a digit attribute; the shapes world itself draws each (colour, shape) at most once).
+SHAPE_PLURALS = {s + "s": s for s in sorted(SHAPES)}
 SHAPE_COLOURS = frozenset({"red", "green", "blue", "yellow", "purple", "cyan"})
 #: Surface predicate -> canonical shapes-world predicate.
 SHAPE_PREDICATES = {

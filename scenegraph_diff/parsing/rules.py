@@ -13,11 +13,12 @@ Fast (tens of thousands of captions per second) and the fallback when learned we
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Collection, Sequence
 
 from ..graph.scene_graph import Relation, SceneGraph, SceneObject
 from .lexicon import (
-    AUX, CONJ, DETERMINERS, NUMBERS, PREPOSITIONS, PRONOUNS, RELATIVE, SHAPE_COLOURS, SHAPE_PREDICATES, SHAPES,
+    AUX, CONJ, DETERMINERS, NUMBERS, PREPOSITIONS, PRONOUNS, RELATIVE, SHAPE_COLOURS, SHAPE_PLURALS, SHAPE_PREDICATES,
+    SHAPES,
     THERE, Lexicon, lemmatize_verb, load_lexicon,
 )
 from .tokenize import Token, split_sentences, tokenize
@@ -53,13 +54,18 @@ class _Builder:
     relations: list[Relation] = field(default_factory=list)
     seen: set[tuple[int, str, int]] = field(default_factory=set)
 
-    def node(self, np: _NP, definite: bool = False) -> int:
+    def node(self, np: _NP, distinct_from: Collection[int] = ()) -> int:
+        """The object a noun phrase names: an earlier one (a repeated mention) or a new one.
+
+        ``distinct_from``: objects the phrase cannot be (the subjects of the relation it is the object of:
+        in "a red circle left of a red circle" the second circle is another one).
+        """
         name = " ".join(t.lower for t in np.name_tokens)
         attrs = [a for a, _ in np.attributes]
         key = frozenset(attrs)
         # Same name and compatible attributes: the same object (repeated mention).
         for i, (n, a) in enumerate(self.keys):
-            if n == name and (key <= a or a <= key):
+            if n == name and (key <= a or a <= key) and i not in distinct_from:
                 if not key <= a:
                     merged = list(self.objects[i].attributes) + [x for x in attrs if x not in a]
                     o = self.objects[i]
@@ -91,11 +97,11 @@ class _Builder:
 
 
 def canonicalize_shapes(graph: SceneGraph) -> SceneGraph:
-    """If every object is a shapes-world shape, map predicates to the four canonical ones.
+    """If every object is a shapes-world shape (or a plural of one), map predicates to the four canonical ones.
 
     Graphs with any other object are returned unchanged.
     """
-    if not graph.objects or any(o.name not in SHAPES for o in graph.objects):
+    if not graph.objects or any(o.name not in SHAPES and o.name not in SHAPE_PLURALS for o in graph.objects):
         return graph
     rels = tuple(
         Relation(r.subject, SHAPE_PREDICATES.get(r.predicate, r.predicate), r.object, r.span) for r in graph.relations
@@ -104,11 +110,12 @@ def canonicalize_shapes(graph: SceneGraph) -> SceneGraph:
 
 
 def is_shapes_text(tokens: Sequence[Token]) -> bool:
-    """True if the words are all from the shapes-world vocabulary (articles, colours, shapes, spatial words)."""
+    """True if the words are all from the shapes-world vocabulary (articles, counts, colours, shapes and their
+    plurals, spatial words)."""
     allowed = SHAPES | SHAPE_COLOURS | {"a", "an", "the", "and", "to", "of", "left", "right", "above", "below", "over",
                                        "under", "beneath", "is", "are", ",", ".", "there", "on", "at", "it", "its"}
-    plural = {s + "s" for s in SHAPES}
-    return bool(tokens) and all(t.lower in allowed or t.lower in plural for t in tokens)
+    return bool(tokens) and all(t.lower in allowed or t.lower in SHAPE_PLURALS or t.lower in NUMBERS or t.lower.isdigit()
+                                for t in tokens)
 
 
 class RuleBasedParser:
@@ -284,7 +291,7 @@ class RuleBasedParser:
         for idx, (kind, val) in enumerate(folded):
             if kind == "NP":
                 assert isinstance(val, _NP)
-                n = b.node(val)
+                n = b.node(val, distinct_from=pending[1] if pending is not None else ())
                 if val.possessor is not None:
                     owner = b.node(val.possessor)
                     b.relate(owner, _Pred("have", []), n)

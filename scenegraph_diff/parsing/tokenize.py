@@ -6,6 +6,7 @@ always points at the original characters of the input text.
 
 from __future__ import annotations
 
+import logging
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -17,8 +18,11 @@ _TOKEN = re.compile(r"['’]s\b|\w+(?:-\w+|['’](?!s\b)\w+)*|[^\w\s]", re.UNICO
 _SENTENCE_END = frozenset({".", "!", "?", ";", "\n"})
 
 #: Inputs longer than this many characters are parsed in their first ``MAX_CHARS`` characters only
-#: (bounded time on pathological input; captions are far shorter).
+#: (bounded time on pathological input; captions are far shorter). :func:`tokenize` logs a warning
+#: when it cuts a text; the graph keeps the whole text, and its spans all lie in the parsed part.
 MAX_CHARS = 20_000
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -52,11 +56,16 @@ def clean_text(text: str) -> str:
 def tokenize(text: str) -> list[Token]:
     """Split ``text`` into :class:`Token` s with character offsets (``text[t.start:t.end] == t.text``).
 
+    Only the first :data:`MAX_CHARS` characters are tokenized; a longer text logs a warning.
+
     Example:
         >>> [t.text for t in tokenize("The man's red-brick house.")]
         ['The', 'man', "'s", 'red-brick', 'house', '.']
     """
-    text = clean_text(text)[:MAX_CHARS]
+    text = clean_text(text)
+    if len(text) > MAX_CHARS:
+        logger.warning("text of %d characters: only its first %d are parsed (MAX_CHARS)", len(text), MAX_CHARS)
+        text = text[:MAX_CHARS]
     out: list[Token] = []
     for m in _TOKEN.finditer(text):
         s = m.group(0)
