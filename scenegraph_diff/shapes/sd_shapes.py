@@ -40,7 +40,8 @@ from torch import Tensor, nn
 from .world import Box, render_layout, sample_scene
 
 __all__ = ["SDShapesConfig", "SDShapesModel", "build_tokenizer", "make_vae", "make_text_encoder", "make_unet",
-           "make_scheduler", "render_batch", "VAEForTraining", "vae_step", "text_to_image_step", "train_sd_shapes",
+           "make_scheduler", "render_batch", "VAEForTraining", "vae_step", "DecoderForTraining", "decoder_step",
+           "palette_cross_entropy", "text_to_image_step", "train_sd_shapes",
            "pipeline_from_checkpoint", "latent_scaling_factor", "DEFAULT_STEPS", "DEFAULT_GUIDANCE"]
 
 logger = logging.getLogger(__name__)
@@ -70,6 +71,7 @@ class SDShapesConfig:
         unet_channels: UNet widths (every level has cross-attention).
         unet_layers: ResNet layers per UNet block.
         vae_steps, vae_batch_size, vae_lr, kl_weight: VAE stage.
+        decoder_steps, decoder_lr, palette_weight: decoder fine-tuning stage (encoder frozen; batch ``vae_batch_size``).
         unet_steps, batch_size, lr, warmup_steps: UNet + text-encoder stage (constant learning rate after warm-up).
         caption_dropout: probability of training on the empty caption (classifier-free guidance).
         unet_minutes: wall-clock budget of the UNet stage in minutes (``None``: steps only); a resumed run gets
@@ -98,6 +100,9 @@ class SDShapesConfig:
     vae_batch_size: int = 64
     vae_lr: float = 1e-3
     kl_weight: float = 1e-6
+    decoder_steps: int = 3000
+    decoder_lr: float = 3e-4
+    palette_weight: float = 0.05
     unet_steps: int = 30000
     batch_size: int = 64
     lr: float = 5e-4
@@ -123,7 +128,7 @@ class SDShapesConfig:
             raise bad("size", "expected 32 or 64 (SHAPES.md)")
         if len(self.vae_channels) != 3:
             raise bad("vae_channels", "expected 3 widths (f = 4)")
-        for f in ("tokenizer_captions", "vae_steps", "unet_steps", "batch_size", "vae_batch_size", "max_length", "text_layers",
+        for f in ("tokenizer_captions", "vae_steps", "decoder_steps", "unet_steps", "batch_size", "vae_batch_size", "max_length", "text_layers",
                   "text_heads", "unet_layers", "checkpoint_every", "num_threads"):
             if getattr(self, f) < 1:
                 raise bad(f, "must be >= 1")
@@ -282,6 +287,53 @@ def vae_step(kl_weight: float):
     return step
 
 
+def palette_cross_entropy(recon: Tensor, target: Tensor, temperature: float = 0.05) -> Tensor:
+    """Cross-entropy of each pixel's nearest-palette-colour class (soft, by RGB distance) against the target's.
+
+    A perceptual loss for the shapes world: it rewards a decoder whose pixels land on the right palette colour,
+    which is what the checker reads. ``recon``, ``target``: ``[B, 3, H, W]`` in ``[-1, 1]``; ``target`` holds
+    palette colours only.
+    """
+    from .world import PALETTE
+
+    pal = torch.as_tensor(PALETTE, dtype=recon.dtype, device=recon.device).div(127.5).sub(1.0)  # [K, 3]
+    d_rec = (recon.unsqueeze(1) - pal.view(1, -1, 3, 1, 1)).pow(2).sum(2)  # [B, K, H, W]
+    d_tgt = (target.unsqueeze(1) - pal.view(1, -1, 3, 1, 1)).pow(2).sum(2)
+    return F.cross_entropy(-d_rec / temperature, d_tgt.argmin(1))
+
+
+class DecoderForTraining(nn.Module):
+    """Fine-tunes only the decoder of a trained :class:`~diffusers.AutoencoderKL` (encoder frozen, so the
+    latent space — and every UNet trained on it — is unchanged), as SD's ft-MSE decoder was made."""
+
+    def __init__(self, vae: nn.Module) -> None:
+        super().__init__()
+        self.vae = vae
+        for module in (vae.encoder, vae.quant_conv):
+            if module is not None:
+                module.requires_grad_(False)
+
+    def forward(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """Reconstruction ``[B, 3, H, W]`` of a posterior sample of the frozen encoder."""
+        with torch.no_grad():
+            z = self.vae.encode(x).latent_dist.sample(generator=generator)
+        return self.vae.decode(z).sample
+
+
+def decoder_step(palette_weight: float):
+    """Trainer step of :class:`DecoderForTraining`: ``L1 + MSE + palette_weight`` x :func:`palette_cross_entropy`."""
+
+    def step(model: nn.Module, batch: dict[str, Tensor], generator: torch.Generator) -> dict[str, Tensor]:
+        x = batch["images"]
+        recon = model(x, generator=generator)
+        l1 = (recon - x).abs().mean()
+        mse = (recon - x).pow(2).mean()
+        ce = palette_cross_entropy(recon, x)
+        return {"loss": l1 + mse + palette_weight * ce, "l1": l1, "mse": mse, "palette_ce": ce}
+
+    return step
+
+
 class SDShapesModel(nn.Module):
     """The jointly trained text-to-image parts: ``unet`` and ``text_encoder`` (one module for the trainer / DDP)."""
 
@@ -345,12 +397,28 @@ def _trainer(model: nn.Module, step: Any, config: SDShapesConfig, out: Path, *, 
     return Trainer(model, step, tcfg)
 
 
+def _record(out: Path, key: str, value: Any, append: bool = False) -> None:
+    """Update one entry of ``out/train_info.json`` (re-read first: stages may run side by side)."""
+    path = out / "train_info.json"
+    info = json.loads(path.read_text()) if path.is_file() else {}
+    if append:
+        info.setdefault(key, []).append(value)
+    else:
+        info[key] = value
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(info, indent=1))
+    tmp.replace(path)
+
+
 def train_sd_shapes(config: SDShapesConfig, resume: bool = False, stages: Sequence[str] = ("vae", "unet")) -> Path:
     """Train sd-shapes (see the module docstring); save the pipeline to ``output_dir/pipeline``; return that path.
 
     ``resume=True`` continues every stage from its newest checkpoint (a finished VAE stage is not re-run).
-    ``stages`` picks stages to run (``"vae"`` and/or ``"unet"``); the UNet stage needs a trained VAE in
-    ``output_dir/vae/final``.
+    ``stages`` picks stages to run, in this order: ``"vae"``, ``"decoder"`` (fine-tune the VAE decoder with the
+    encoder frozen and write it back to ``output_dir/vae/final``; optional, and it may run in a second process
+    beside ``"unet"``: the latents do not change) and ``"unet"``. The decoder and UNet stages need a trained VAE in
+    ``output_dir/vae/final``; the saved pipeline takes the newest decoder found there when the UNet stage ends.
     """
     from diffusers import AutoencoderKL, StableDiffusionPipeline
     from transformers import CLIPTokenizer
@@ -358,16 +426,15 @@ def train_sd_shapes(config: SDShapesConfig, resume: bool = False, stages: Sequen
     from ..devices import resolve_device
     from ..training import distributed_env
 
-    unknown = set(stages) - {"vae", "unet"}
+    unknown = set(stages) - {"vae", "decoder", "unet"}
     if unknown or not stages:
-        raise ValueError(f"stages={tuple(stages)!r}: expected 'vae' and/or 'unet'")
+        raise ValueError(f"stages={tuple(stages)!r}: expected some of 'vae', 'decoder', 'unet'")
     if config.device.startswith("cuda"):
         resolve_device(config.device, "device")  # fail now, not after building the models
     rank, world, _ = distributed_env()
     out = Path(config.output_dir)
-    info_path = out / "train_info.json"
-    info: dict[str, Any] = json.loads(info_path.read_text()) if info_path.is_file() else {}
-    info["config"] = asdict(config)
+    if rank == 0:
+        _record(out, "config", asdict(config))
 
     # 1. Tokenizer (deterministic; built once and kept for resumes).
     tok_dir = out / "tokenizer"
@@ -393,15 +460,31 @@ def train_sd_shapes(config: SDShapesConfig, resume: bool = False, stages: Sequen
         vae.register_to_config(scaling_factor=latent_scaling_factor(vae, config))
         if rank == 0:
             vae.save_pretrained(vae_final)
-            info["vae"] = {"steps": trainer.step, "minutes": (time.monotonic() - t0) / 60,
-                           "final": history[-1] if history else None,
-                           "scaling_factor": vae.config.scaling_factor}
-            info_path.parent.mkdir(parents=True, exist_ok=True)
-            info_path.write_text(json.dumps(info, indent=1))
+            _record(out, "vae", {"steps": trainer.step, "minutes": (time.monotonic() - t0) / 60,
+                                 "final": history[-1] if history else None,
+                                 "scaling_factor": vae.config.scaling_factor})
+    if ("decoder" in stages or "unet" in stages) and not (vae_final / "config.json").is_file():
+        raise FileNotFoundError(f"the decoder and UNet stages need a trained VAE at {vae_final}: run the 'vae' stage first")
+
+    # 2b. Decoder fine-tuning (encoder frozen: the latent space is unchanged).
+    if "decoder" in stages:
+        t0 = time.monotonic()
+        model = DecoderForTraining(AutoencoderKL.from_pretrained(vae_final))
+        trainer = _trainer(model, decoder_step(config.palette_weight), config, out / "decoder" / "checkpoints",
+                           steps=config.decoder_steps, lr=config.decoder_lr, warmup=100, ema=None,
+                           checkpoint_every=250, max_checkpoints=2)
+        history = trainer.fit(_SceneStream(config, config.vae_batch_size, rank, salt=3), resume=resume)
+        if rank == 0:
+            vae = trainer.model.vae.to("cpu").eval()
+            tmp = out / "vae" / ".final.tmp"
+            vae.save_pretrained(tmp)
+            for f in tmp.iterdir():  # same file names: replace each atomically
+                f.replace(vae_final / f.name)
+            tmp.rmdir()
+            _record(out, "decoder", {"steps": trainer.step, "minutes": (time.monotonic() - t0) / 60,
+                                     "final": history[-1] if history else None})
     if "unet" not in stages:
         return vae_final
-    if not (vae_final / "config.json").is_file():
-        raise FileNotFoundError(f"the UNet stage needs a trained VAE at {vae_final}: run the 'vae' stage first")
 
     # 3. UNet + text encoder on frozen VAE latents.
     vae = AutoencoderKL.from_pretrained(vae_final).eval().requires_grad_(False)
@@ -424,14 +507,13 @@ def train_sd_shapes(config: SDShapesConfig, resume: bool = False, stages: Sequen
     path = out / "pipeline"
     if rank == 0:
         final = (trainer.ema_model if trainer.ema_model is not None else trainer.model).to("cpu").eval()
-        pipe = StableDiffusionPipeline(vae=vae.to("cpu"), text_encoder=final.text_encoder, tokenizer=tokenizer,
+        vae = AutoencoderKL.from_pretrained(vae_final).eval()  # the newest decoder (a decoder stage may have run beside)
+        pipe = StableDiffusionPipeline(vae=vae, text_encoder=final.text_encoder, tokenizer=tokenizer,
                                        unet=final.unet, scheduler=make_scheduler(), safety_checker=None,
                                        feature_extractor=None, requires_safety_checker=False)
         pipe.save_pretrained(path)
-        runs = info.setdefault("unet_runs", [])
-        runs.append({"steps_end": trainer.step, "minutes": minutes, "world_size": world,
-                     "device": str(device), "final": history[-1] if history else None})
-        info_path.write_text(json.dumps(info, indent=1))
+        _record(out, "unet_runs", {"steps_end": trainer.step, "minutes": minutes, "world_size": world,
+                                   "device": str(device), "final": history[-1] if history else None}, append=True)
         (out / "unet" / "history.json").write_text(json.dumps(history))
         logger.info("sd-shapes: %d UNet steps (this run %.1f min); saved %s", trainer.step, minutes, path)
     return path

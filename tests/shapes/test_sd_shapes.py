@@ -128,3 +128,32 @@ def test_bad_config_names_the_field(tmp_path, field, value):
 def test_bad_stage_names_the_value(tmp_path):
     with pytest.raises(ValueError, match="stages"):
         train_sd_shapes(tiny_config(tmp_path), stages=("vea",))
+
+
+def test_decoder_stage_changes_only_the_decoder(trained, tmp_path):
+    import shutil
+
+    from diffusers import AutoencoderKL
+
+    cfg, path = trained
+    run = tmp_path / "run"
+    shutil.copytree(path.parent, run)
+    before = AutoencoderKL.from_pretrained(run / "vae" / "final").state_dict()
+    train_sd_shapes(SDShapesConfig(**{**cfg.__dict__, "output_dir": str(run), "decoder_steps": 2}), stages=("decoder",))
+    after = AutoencoderKL.from_pretrained(run / "vae" / "final").state_dict()
+    enc = [k for k in before if k.startswith(("encoder.", "quant_conv."))]
+    dec = [k for k in before if k.startswith("decoder.")]
+    assert enc and all(torch.equal(before[k], after[k]) for k in enc)
+    assert any(not torch.equal(before[k], after[k]) for k in dec)
+    info = json.loads((run / "train_info.json").read_text())
+    assert info["decoder"]["steps"] == 2 and "vae" in info and "unet_runs" in info
+
+
+def test_palette_cross_entropy_rewards_palette_pixels():
+    from scenegraph_diff.shapes.sd_shapes import palette_cross_entropy
+
+    g = torch.Generator().manual_seed(0)
+    x = render_batch([sample_scene(g) for _ in range(2)], 32)
+    exact = palette_cross_entropy(x, x)
+    blurred = palette_cross_entropy(torch.nn.functional.avg_pool2d(x, 3, 1, 1), x)
+    assert exact < 1e-3 < blurred
