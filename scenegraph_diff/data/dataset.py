@@ -25,21 +25,21 @@ from torch.utils.data import IterableDataset, get_worker_info
 from torch_geometric.data import Data, Dataset, HeteroData, InMemoryDataset
 
 from ..graph.hetero import LabelEmbedder, to_hetero_data
-from ..graph.jsonl import read_jsonl
 from ..graph.scene_graph import SceneGraph
 from ..graph.vocab import Vocabulary
-from .shards import load_manifest
+from .shards import iter_shard, load_manifest
 
 __all__ = ["SceneGraphDataset", "StreamingSceneGraphDataset", "GraphGenerationDataset", "DropRelations"]
 
 PathLike = Union[str, "Path"]
 
 
-def _shard_paths(root: Path, split: str) -> tuple[list[Path], dict[str, Any]]:
+def _shards(root: Path, split: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The manifest records of the shards of ``split``, and the manifest."""
     m = load_manifest(root)
     if split not in m["splits"]:
         raise KeyError(f"split {split!r} not in {str(root)!r} (have {sorted(m['splits'])})")
-    return [root / s["path"] for s in m["splits"][split]["shards"]], m
+    return list(m["splits"][split]["shards"]), m
 
 
 class SceneGraphDataset(Dataset):
@@ -78,18 +78,19 @@ class SceneGraphDataset(Dataset):
         super().__init__(None, transform)
         self.prepared_root = Path(root)
         self.split = split
-        paths, manifest = _shard_paths(self.prepared_root, split)
+        shards, manifest = _shards(self.prepared_root, split)
         self.vocab = vocab if vocab is not None else Vocabulary.load(self.prepared_root / manifest["vocab"]["path"])
         graphs: list[SceneGraph] = []
         ids: list[str] = []
-        for path in paths:
-            shard_ids = path.with_suffix(".ids").read_text(encoding="utf-8").split("\n")
-            for i, g in enumerate(read_jsonl(path)):
+        for shard in shards:
+            if max_graphs is not None and len(graphs) >= max_graphs:
+                break
+            for source_id, g in iter_shard(self.prepared_root, shard):  # errors name the file
                 if max_graphs is not None and len(graphs) >= max_graphs:
                     break
                 if pre_filter is None or pre_filter(g):
                     graphs.append(g)
-                    ids.append(shard_ids[i])
+                    ids.append(source_id)
         self.graphs = graphs
         self.ids = ids
         self.data_list = [to_hetero_data(g, embedder=embedder, vocab=self.vocab) for g in graphs]
@@ -144,7 +145,8 @@ class StreamingSceneGraphDataset(IterableDataset):
 
         self.root = Path(root)
         self.split = split
-        self.paths, manifest = _shard_paths(self.root, split)
+        self.shards, manifest = _shards(self.root, split)
+        self.paths = [self.root / s["path"] for s in self.shards]
         self.num_graphs = int(manifest["splits"][split]["graphs"])
         self.vocab = vocab if vocab is not None else Vocabulary.load(self.root / manifest["vocab"]["path"])
         self.embedder = embedder
@@ -163,7 +165,7 @@ class StreamingSceneGraphDataset(IterableDataset):
         """Change the shuffle for a new epoch."""
         self.epoch = epoch
 
-    def _my_shards(self) -> list[Path]:
+    def _my_shards(self) -> list[dict[str, Any]]:
         info = get_worker_info()
         workers, worker = (1, 0) if info is None else (info.num_workers, info.id)
         readers = self.world_size * workers
@@ -172,7 +174,7 @@ class StreamingSceneGraphDataset(IterableDataset):
         if self.shuffle_buffer:
             g = torch.Generator().manual_seed(self.seed + self.epoch)
             order = torch.randperm(len(order), generator=g).tolist()
-        return [self.paths[k] for i, k in enumerate(order) if i % readers == me]
+        return [self.shards[k] for i, k in enumerate(order) if i % readers == me]
 
     def _convert(self, g: SceneGraph) -> Any:
         if self.as_scene_graph:
@@ -181,7 +183,7 @@ class StreamingSceneGraphDataset(IterableDataset):
         return self.transform(data) if self.transform is not None else data
 
     def __iter__(self) -> Iterator[Any]:
-        graphs = (g for p in self._my_shards() for g in read_jsonl(p))
+        graphs = (g for s in self._my_shards() for _, g in iter_shard(self.root, s))  # errors name the file
         if not self.shuffle_buffer:
             for g in graphs:
                 yield self._convert(g)

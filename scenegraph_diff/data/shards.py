@@ -18,6 +18,10 @@ with the same settings resumes after the last committed chunk; since chunk conte
 the input, the final output is byte-identical to an uninterrupted run, with no record lost or
 duplicated. ``.progress.json`` is removed once ``manifest.json`` is written.
 
+A re-run first checks the sha256 of every shard already written. A committed shard changed since (e.g.
+truncated) is redone with the chunks after it, from the reader position recorded before its chunk; in a
+finished run, a damaged shard makes the whole run be redone. Either way a warning names the file.
+
 :func:`run_job` drives a job: it reads :class:`~.readers.Record` s, converts them in batches
 (optionally in worker processes, results kept in input order) into :class:`Outcome` s, and commits
 chunks through a :class:`ShardWriter`.
@@ -36,13 +40,14 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence, Union
 
 from ..graph.jsonl import atomic_write, read_jsonl
-from ..graph.scene_graph import SceneGraph
+from ..graph.scene_graph import SceneGraph, SceneGraphError
 from ..graph.vocab import KINDS, UNK, Vocabulary
 from .readers import Record
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Outcome", "ShardWriter", "JobReport", "run_job", "iter_manifest_graphs", "load_manifest", "MANIFEST_FORMAT"]
+__all__ = ["Outcome", "ShardWriter", "JobReport", "run_job", "iter_manifest_graphs", "iter_shard", "load_manifest",
+           "MANIFEST_FORMAT"]
 
 PathLike = Union[str, "os.PathLike[str]"]
 MANIFEST_FORMAT = "scenegraph_diff.shards/1"
@@ -127,10 +132,16 @@ class ShardWriter:
         if manifest.is_file():
             old = json.loads(manifest.read_text(encoding="utf-8"))
             if old.get("settings") == self.settings and old.get("dataset") == dataset:
-                self.complete = True
-                self.manifest = old
-                progress.unlink(missing_ok=True)
-                return
+                entries = [s for d in old.get("splits", {}).values() for s in d.get("shards", [])]
+                damaged = self._damaged(entries + [{"path": old["vocab"]["path"], "sha256": old["vocab"]["sha256"]}])
+                if not damaged:
+                    self.complete = True
+                    self.manifest = old
+                    progress.unlink(missing_ok=True)
+                    return
+                logger.warning("%s: %s since manifest.json was written; redoing the run",
+                               damaged[0][0], damaged[0][1])
+                overwrite = True
             if not overwrite:
                 raise FileExistsError(
                     f"{self.root} holds a finished {old.get('dataset')!r} run with other settings; "
@@ -146,6 +157,7 @@ class ShardWriter:
             old_state = json.loads(progress.read_text(encoding="utf-8"))
             if old_state.get("settings") == self.settings and old_state.get("dataset") == dataset:
                 self.state = old_state
+                self._verify_committed()
                 logger.info("resuming %s after chunk %d (%d records)", self.root, self.chunks, self.records)
             elif not overwrite:
                 raise FileExistsError(
@@ -183,6 +195,52 @@ class ShardWriter:
             self.state["counts"]["skipped"] = self.state["counts"].get("skipped", 0) + len(skipped)
         self._save_state()
 
+    def _damaged(self, entries: Iterable[Mapping[str, Any]]) -> list[tuple[Path, str, Mapping[str, Any]]]:
+        """``(file, what is wrong, entry)`` for each recorded file (a shard or its ids) whose sha256 differs."""
+        out = []
+        for e in entries:
+            for key, digest in (("path", "sha256"), ("ids_path", "ids_sha256")):
+                if key not in e:
+                    continue
+                path = self.root / e[key]
+                if not path.is_file():
+                    out.append((path, "missing", e))
+                elif _sha256(path.read_bytes()) != e[digest]:
+                    out.append((path, "changed (sha256 differs)", e))
+        return out
+
+    def _verify_committed(self) -> None:
+        """Recompute the sha256 of every committed shard; roll back to the first chunk with a damaged one."""
+        damaged = self._damaged(self.state["shards"])
+        if not damaged:
+            return
+        path, what, entry = min(damaged, key=lambda d: _chunk_of(d[2]))
+        first = _chunk_of(entry)
+        starts = self.state.get("chunk_starts")
+        if not starts or len(starts) <= first:  # a progress file without checkpoints: from the start
+            first = 0
+        logger.warning("%s: %s since it was committed; redoing chunk %d and the %d after it", path, what, first,
+                       self.chunks - first - 1)
+        if first == 0:
+            cp: dict[str, Any] = {"position": None, "records": 0, "counts": {}, "skipped": 0, "shards": 0}
+        else:
+            cp = starts[first]
+        self.state["chunks"] = first
+        self.state["records"] = cp["records"]
+        self.state["position"] = cp["position"]
+        self.state["counts"] = dict(cp["counts"])
+        self.state["skipped"] = self.state["skipped"][: cp["skipped"]]
+        self.state["shards"] = self.state["shards"][: cp["shards"]]
+        self.state["chunk_starts"] = (starts or [])[:first]
+        if self.count_labels:  # recount the labels of the chunks kept (their shards are intact)
+            labels = [Counter() for _ in KINDS]
+            for g in self.iter_graphs():
+                labels[0].update(o.name for o in g.objects)
+                labels[1].update(a for o in g.objects for a in o.attributes)
+                labels[2].update(r.predicate for r in g.relations)
+            self.state["labels"] = {k: dict(sorted(c.items())) for k, c in zip(KINDS, labels)}
+        self._save_state()
+
     def _save_state(self) -> None:
         atomic_write(self.root / _PROGRESS, json.dumps(self.state, sort_keys=True, ensure_ascii=False))
 
@@ -208,6 +266,8 @@ class ShardWriter:
     def commit_chunk(self, outcomes: Sequence[Outcome], num_records: int, position: Any) -> list[str]:
         """Write one chunk's shards atomically, then record the progress. Returns its skip reports."""
         k = self.chunks
+        start = {"position": self.position, "records": self.records, "counts": dict(self.state["counts"]),
+                 "skipped": len(self.state["skipped"]), "shards": len(self.state["shards"])}
         by_split: dict[str, tuple[list[str], list[str]]] = {}
         counts: Counter[str] = Counter(self.state["counts"])
         skipped: list[str] = []
@@ -241,12 +301,13 @@ class ShardWriter:
             atomic_write(self.root / ids_path, id_data)
             self.state["shards"].append({
                 "path": path, "split": split, "graphs": len(lines), "sha256": _sha256(data),
-                "ids_path": ids_path, "ids_sha256": _sha256(id_data),
+                "ids_path": ids_path, "ids_sha256": _sha256(id_data), "chunk": k,
             })
         self.state["counts"] = dict(sorted(counts.items()))
         if labels is not None:
             self.state["labels"] = {k: dict(sorted(c.items())) for k, c in zip(KINDS, labels)}
         self.state["skipped"].extend(skipped)
+        self.state.setdefault("chunk_starts", []).append(start)
         self.state["chunks"] = k + 1
         self.state["records"] = self.records + num_records
         self.state["position"] = position
@@ -311,6 +372,13 @@ class ShardWriter:
                 yield from read_jsonl(self.root / s["path"])
 
 
+def _chunk_of(entry: Mapping[str, Any]) -> int:
+    """The chunk a shard entry belongs to (recorded, else read from its ``part-0000k`` name)."""
+    if "chunk" in entry:
+        return int(entry["chunk"])
+    return int(Path(entry["path"]).stem.split("-")[-1])
+
+
 def load_manifest(root: PathLike) -> dict[str, Any]:
     """Read ``root/manifest.json`` (raises ``FileNotFoundError`` naming the folder when absent)."""
     path = Path(root) / "manifest.json"
@@ -322,8 +390,53 @@ def load_manifest(root: PathLike) -> dict[str, Any]:
     return m
 
 
+def iter_shard(root: PathLike, entry: Mapping[str, Any], verify: bool = False) -> Iterator[tuple[str, SceneGraph]]:
+    """Stream ``(source id, graph)`` of one shard of a prepared folder (``entry``: its manifest record).
+
+    Every error names the file: a bad line (``SceneGraphError``: ``.../part-00001.jsonl: line 7: json: ...``),
+    a shard or ids file with another number of lines than the manifest records (``ValueError``; e.g. a
+    shard truncated after the fact), a missing file (``FileNotFoundError``).
+
+    Args:
+        verify: check the shard's sha256 against the manifest first (reads the file twice).
+    """
+    root = Path(root)
+    path = root / entry["path"]
+    ids_path = root / entry["ids_path"]
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: shard listed in {root / 'manifest.json'} is missing")
+    if verify:
+        digest = _sha256(path.read_bytes())
+        if digest != entry["sha256"]:
+            raise ValueError(f"{path}: sha256 {digest} does not match the manifest ({entry['sha256']})")
+    try:
+        ids = ids_path.read_text(encoding="utf-8").split("\n")
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{ids_path}: ids file listed in {root / 'manifest.json'} is missing") from None
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{ids_path}: invalid UTF-8 at byte {e.start}") from None
+    if ids and ids[-1] == "":
+        ids.pop()
+    expected = int(entry["graphs"])
+    if len(ids) != expected:
+        raise ValueError(f"{ids_path}: {len(ids)} ids for {expected} graphs (file changed after preprocessing?)")
+    n = 0
+    try:
+        for g in read_jsonl(path):
+            if n < expected:
+                yield ids[n], g
+            n += 1
+    except SceneGraphError as e:
+        raise SceneGraphError(f"{path}: {e.field}", e.reason) from None
+    if n != expected:
+        raise ValueError(f"{path}: {n} graphs, but manifest.json records {expected} (file changed after "
+                         "preprocessing? re-run the preprocess command to redo it)")
+
+
 def iter_manifest_graphs(root: PathLike, split: str | None = None, verify: bool = False) -> Iterator[tuple[str, SceneGraph]]:
     """Stream ``(source id, graph)`` of a prepared folder (one split, or every split in order).
+
+    Errors name the file (see :func:`iter_shard`).
 
     Args:
         verify: check each shard's sha256 against the manifest first.
@@ -336,14 +449,7 @@ def iter_manifest_graphs(root: PathLike, split: str | None = None, verify: bool 
         if split is not None and name != split:
             continue
         for s in d["shards"]:
-            path = root / s["path"]
-            if verify:
-                digest = _sha256(path.read_bytes())
-                if digest != s["sha256"]:
-                    raise ValueError(f"{path}: sha256 {digest} does not match the manifest ({s['sha256']})")
-            ids = (root / s["ids_path"]).read_text(encoding="utf-8").split("\n")
-            for i, g in enumerate(read_jsonl(path)):
-                yield ids[i], g
+            yield from iter_shard(root, s, verify=verify)
 
 
 @dataclass

@@ -81,6 +81,42 @@ def test_streaming_shuffle_is_seeded(prepared):
     assert d["relation"].num_nodes == 1
 
 
+@pytest.fixture()
+def damaged(prepared, tmp_path):
+    """A copy of the prepared folder, to damage."""
+    import shutil
+
+    out = tmp_path / "copy"
+    shutil.copytree(prepared, out)
+    return out
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("cut mid-line", r"part-00001\.jsonl: line 7: json: "),
+    ("cut a line", r"part-00001\.jsonl: 6 graphs, but manifest\.json records 7"),
+    ("short ids", r"part-00001\.ids: 3 ids for 7 graphs"),
+    ("no ids", r"part-00001\.ids"),
+    ("no shard", r"part-00001\.jsonl"),
+])
+@pytest.mark.parametrize("streaming", [False, True], ids=["in_memory", "streaming"])
+def test_dataset_errors_name_the_file(damaged, damage, message, streaming):
+    shard = damaged / "train" / "part-00001.jsonl"
+    ids = shard.with_suffix(".ids")
+    if damage == "cut mid-line":
+        shard.write_bytes(shard.read_bytes()[:-9])
+    elif damage == "cut a line":
+        shard.write_text("".join(shard.read_text().splitlines(keepends=True)[:-1]))
+    elif damage == "short ids":
+        ids.write_text("a\nb\nc\n")
+    else:
+        (ids if damage == "no ids" else shard).unlink()
+    with pytest.raises((ValueError, OSError), match=message):
+        if streaming:
+            list(StreamingSceneGraphDataset(damaged, "train", as_scene_graph=True))
+        else:
+            SceneGraphDataset(damaged, "train")
+
+
 def test_drop_relations_transform():
     g = SceneGraph.from_triplets([("a", "on", "b"), ("b", "under", "c"), ("c", "near", "a")])
     d = to_hetero_data(g)

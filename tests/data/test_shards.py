@@ -156,3 +156,65 @@ def test_pool_and_this_process_share_the_work_in_order(tmp_path):
     assert [m[2] for m, _ in out].count(True) == 12  # chunk ends kept with their batches
     pids = {o.filtered for _, outs in out for o in outs}
     assert str(os.getpid()) in pids and len(pids) >= 2  # this process converts too
+
+
+def _partial(tmp_path, out, chunks):
+    """A run killed after committing ``chunks`` chunks of 4 records."""
+    recs = list(iter_lines(corpus(tmp_path)))
+    w = ShardWriter(out, "toy", {"chunk": 4}, ["toy", "cmd"])
+    for k in range(chunks):
+        part = recs[4 * k : 4 * k + 4]
+        w.commit_chunk(convert_words(part), len(part), part[-1].position)
+    return w
+
+
+@pytest.mark.parametrize("damage", ["truncate", "edit", "delete", "ids"])
+def test_resume_redoes_a_shard_changed_after_it_was_committed(tmp_path, caplog, damage):
+    """A committed shard whose sha256 no longer matches is redone (with a warning), with every later chunk."""
+    ref = tmp_path / "ref"
+    run(tmp_path, ref)
+    out = tmp_path / "out"
+    _partial(tmp_path, out, chunks=4)
+    shard = out / ("odd/part-00001.ids" if damage == "ids" else "odd/part-00001.jsonl")
+    if damage == "truncate":
+        shard.write_bytes(shard.read_bytes()[:-7])
+    elif damage == "edit":
+        shard.write_text(shard.read_text().replace("w7", "w8"))
+    else:
+        shard.unlink() if damage == "delete" else shard.write_text("9\n9\n")
+    with caplog.at_level("WARNING", logger="scenegraph_diff.data.shards"):
+        w = ShardWriter(out, "toy", {"chunk": 4}, ["toy", "cmd"])
+    assert w.chunks == 1 and w.records == 4  # back to the start of chunk 1
+    assert any(str(shard) in r.getMessage() and "redoing" in r.getMessage() for r in caplog.records)
+    assert not (out / "even/part-00003.jsonl").exists()  # later chunks are redone too
+    run(tmp_path, out)
+    assert tree(out) == tree(ref)
+
+
+def test_resume_keeps_label_counts_and_skips_of_the_chunks_it_keeps(tmp_path):
+    ref = tmp_path / "ref"
+    run(tmp_path, ref)
+    out = tmp_path / "out"
+    _partial(tmp_path, out, chunks=3)  # chunk 1 holds the skipped record (line 6)
+    shard = out / "even/part-00002.jsonl"
+    shard.write_text("")
+    w = ShardWriter(out, "toy", {"chunk": 4}, ["toy", "cmd"])
+    assert w.chunks == 2 and w.state["skipped"] == ["in.txt:6: bad word"]
+    run(tmp_path, out)
+    assert tree(out) == tree(ref)
+
+
+def test_rerun_of_a_finished_run_redoes_a_truncated_shard(tmp_path, caplog):
+    ref = tmp_path / "ref"
+    run(tmp_path, ref)
+    out = tmp_path / "out"
+    run(tmp_path, out)
+    shard = out / "even/part-00002.jsonl"
+    shard.write_bytes(shard.read_bytes()[:-3])
+    with caplog.at_level("WARNING", logger="scenegraph_diff.data.shards"):
+        w = ShardWriter(out, "toy", {"chunk": 4}, ["toy", "cmd"])
+    assert not w.complete
+    assert any(str(shard) in r.getMessage() for r in caplog.records)
+    run(tmp_path, out)
+    assert tree(out) == tree(ref)
+    assert ShardWriter(out, "toy", {"chunk": 4}, ["toy", "cmd"]).complete  # intact now: not redone
