@@ -9,6 +9,7 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from torch import Tensor
 
+from ..weights import AlignedLoadingMixin
 from .alignment import GraphAlignment
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -17,7 +18,7 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["GraphConditioner"]
 
 
-class GraphConditioner(ModelMixin, ConfigMixin):
+class GraphConditioner(AlignedLoadingMixin, ModelMixin, ConfigMixin):
     r"""Writes graph information onto text-encoder embeddings (RRNet-style offsets, optional graph tokens).
 
     With :math:`\mathbf{P} \in \mathbb{R}^{B \times L \times D}` the prompt embeddings, :math:`w` the

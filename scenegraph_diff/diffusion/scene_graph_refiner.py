@@ -20,6 +20,7 @@ import torch
 from ..devices import ModelOnDevice, randint
 from ..graph.scene_graph import SceneGraph
 from ..graph.vocab import UNK, Vocabulary
+from ..weights import align_weights_
 from .scene_graph_data import collate_typed, scene_graphs_to_typed, typed_to_scene_graphs
 from .scene_graph_diffusion import SceneGraphDenoiser, TypedDiffusion, TypedGraphBatch
 
@@ -102,9 +103,10 @@ class SceneGraphRefiner(ModelOnDevice):
 
     @classmethod
     def from_pretrained(cls, path: str | Path) -> "SceneGraphRefiner":
+        """Load a refiner written by :meth:`save_pretrained` (the denoiser's weights in owned, aligned memory)."""
         path = Path(path)
         if not (path / "generator.json").is_file():
             raise FileNotFoundError(f"no generator.json in {path}")
         meta = json.loads((path / "generator.json").read_text())
-        return cls(SceneGraphDenoiser.from_pretrained(path / "model"), Vocabulary.load(path / "vocab.json"),
-                   meta["node_counts"])
+        model = align_weights_(SceneGraphDenoiser.from_pretrained(path / "model"))  # owned, aligned: bit-exact
+        return cls(model, Vocabulary.load(path / "vocab.json"), meta["node_counts"])

@@ -11,7 +11,9 @@ API (stable; the shapes world, the conditioner and the pipeline rely on it)::
     out = encoder.encode_graphs(graphs, embedder)   # the same from a list of SceneGraph
 
 ``D = out_channels``; ``T`` = the largest number of objects + relations of a graph in the batch (capped by
-``max_graph_tokens``). Saved and loaded with ``save_pretrained`` / ``from_pretrained`` (safetensors).
+``max_graph_tokens``). Saved and loaded with ``save_pretrained`` / ``from_pretrained`` (safetensors); loaded
+weights sit in owned, 64-byte aligned memory (:mod:`scenegraph_diff.weights`), so a loaded encoder computes
+bit for bit what the saved one did.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from ..graph.hetero import (
     LabelEmbedder,
     collate,
 )
+from ..weights import AlignedLoadingMixin
 from .hgcn import HGCNConv
 from .rhgnn import RHGNNConv
 
@@ -63,8 +66,17 @@ class SceneGraphEncoderOutput(BaseOutput):
     graph_tokens: Tensor
     graph_token_mask: Tensor
 
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> "SceneGraphEncoderOutput":
+        """The same output on ``device`` (accelerate's offload hooks move a module's inputs with ``.to``; without
+        it they would rebuild this output from its items, which a dataclass with required fields cannot take)."""
+        def move(t: Tensor) -> Tensor:
+            return t.to(device, non_blocking=non_blocking)
 
-class SceneGraphEncoder(ModelMixin, ConfigMixin):
+        return SceneGraphEncoderOutput({k: move(v) for k, v in self.node_embeddings.items()}, move(self.scene_embedding),
+                                       move(self.graph_tokens), move(self.graph_token_mask))
+
+
+class SceneGraphEncoder(AlignedLoadingMixin, ModelMixin, ConfigMixin):
     r"""Encodes batched scene graphs (the :mod:`scenegraph_diff.graph.hetero` schema) with a stack of
     :class:`HGCNConv` or :class:`RHGNNConv` layers.
 

@@ -486,6 +486,8 @@ class LearnedParser:
         """
         from safetensors.numpy import load_file
 
+        from ..weights import aligned_array
+
         folder = Path(folder) if folder is not None else DEFAULT_WEIGHTS
         for f in ("config.json", "vocab.json", "model.safetensors"):
             if not (folder / f).is_file():
@@ -496,7 +498,9 @@ class LearnedParser:
         cfg.pop("metrics", None)
         config = TaggerConfig(**{k: v for k, v in cfg.items() if k in TaggerConfig.__dataclass_fields__})
         vocab = Vocab(**json.loads((folder / "vocab.json").read_text(encoding="utf-8")))
-        model = NumpyTagger(config, load_file(str(folder / "model.safetensors")))
+        # float32 copies in owned, 64-byte aligned memory (not views of the file's bytes)
+        state = {k: aligned_array(v, np.float32) for k, v in load_file(str(folder / "model.safetensors")).items()}
+        model = NumpyTagger(config, state)
         return cls(model, vocab, threshold, num_threads)
 
     def save_pretrained(self, folder: str | Path, extra: dict[str, Any] | None = None, half: bool = True) -> None:

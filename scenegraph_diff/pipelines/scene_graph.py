@@ -3,46 +3,28 @@
 from __future__ import annotations
 
 import logging
-import math
-import os
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
-from diffusers import StableDiffusionPipeline
+from diffusers import AutoencoderKL, StableDiffusionPipeline, UNet2DConditionModel
 from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
+from diffusers.pipelines.stable_diffusion.safety_checker import StableDiffusionSafetyChecker
+from diffusers.schedulers import KarrasDiffusionSchedulers
 from torch import Tensor
+from transformers import CLIPImageProcessor, CLIPTextModel, CLIPTokenizer, CLIPVisionModelWithProjection
 
-from ..conditioning.alignment import align_batch
 from ..conditioning.conditioner import GraphConditioner
-from ..conditioning.graph_batch import graph_batch
+from ..diffusion.scene_graph_refiner import SceneGraphRefiner
 from ..graph.scene_graph import SceneGraph
 from ..nn.encoders import SceneGraphEncoder
-
-if TYPE_CHECKING:
-    from ..diffusion.scene_graph_refiner import SceneGraphRefiner
+from .graph_pipeline import GraphPipelineMixin, describe_graph
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["SceneGraphPipeline", "describe_graph"]
 
 
-def describe_graph(graph: SceneGraph) -> str:
-    """A plain prompt for a graph without text: ``"a black cat on a dog, a ball"``."""
-    def noun(i: int) -> str:
-        o = graph.objects[i]
-        return " ".join(["a", *o.attributes, o.name])
-
-    used: set[int] = set()
-    parts = []
-    for r in graph.relations:
-        parts.append(f"{noun(r.subject)} {r.predicate} {noun(r.object)}")
-        used.update((r.subject, r.object))
-    parts += [noun(i) for i in range(len(graph.objects)) if i not in used]
-    return ", ".join(parts)
-
-
-class SceneGraphPipeline(StableDiffusionPipeline):
+class SceneGraphPipeline(GraphPipelineMixin, StableDiffusionPipeline):
     r"""Text/graph-to-image generation with Stable Diffusion, conditioned on scene graphs.
 
     The prompt is encoded as in :class:`~diffusers.StableDiffusionPipeline`; the scene graph (given, or
@@ -59,7 +41,7 @@ class SceneGraphPipeline(StableDiffusionPipeline):
         vae, text_encoder, tokenizer, unet, scheduler, safety_checker, feature_extractor, image_encoder,
         requires_safety_checker: as in :class:`~diffusers.StableDiffusionPipeline`.
         graph_encoder: a :class:`~scenegraph_diff.nn.SceneGraphEncoder` with ``in_channels`` = the text
-            encoder's hidden size. Default: a fresh one (seeded, global RNG untouched).
+            encoder's hidden size. Default: a fresh one (seeded, global RNG untouched), in the UNet's dtype.
         graph_conditioner: a :class:`~scenegraph_diff.conditioning.GraphConditioner` mapping the encoder's
             ``out_channels`` to the UNet's ``cross_attention_dim``. Default: a fresh, zero-gated one.
         graph_refiner: optional :class:`~scenegraph_diff.diffusion.SceneGraphRefiner` (typed scene-graph
@@ -68,9 +50,14 @@ class SceneGraphPipeline(StableDiffusionPipeline):
             ``.to()`` and not written by :meth:`save_pretrained` (save it with its own ``save_pretrained``
             and pass ``graph_refiner=SceneGraphRefiner.from_pretrained(path)`` when loading).
 
-    Loading: ``SceneGraphPipeline.from_pretrained(sd_id_or_folder, graph_encoder=..., graph_conditioner=...)``
-    works for any SD 1.x/2.x checkpoint; a folder written by :meth:`save_pretrained` restores both graph
-    modules from its ``graph_encoder/`` and ``graph_conditioner/`` subfolders (safetensors).
+    The diffusers habits come from :class:`~.graph_pipeline.GraphPipelineMixin`:
+    ``SceneGraphPipeline.from_pretrained(sd_id_or_folder, dtype=torch.float16)`` (any SD 1.x/2.x checkpoint, or a
+    folder written by :meth:`save_pretrained`, whose ``graph_encoder/`` and ``graph_conditioner/`` it restores),
+    ``from_pipe`` from and to :class:`~diffusers.StableDiffusionPipeline`, ``load_lora_weights`` / ``fuse_lora``,
+    ``enable_model_cpu_offload`` (``model_cpu_offload_seq`` =
+    ``"text_encoder->graph_encoder->graph_conditioner->image_encoder->unet->vae"``) and step callbacks that may
+    replace the graph-conditioned ``prompt_embeds`` (:meth:`text_only_prompt_embeds`,
+    :class:`~.callbacks.GraphCutoffCallback`).
     """
 
     _optional_components = ["safety_checker", "feature_extractor", "image_encoder", "graph_encoder",
@@ -78,14 +65,14 @@ class SceneGraphPipeline(StableDiffusionPipeline):
 
     def __init__(
         self,
-        vae: Any,
-        text_encoder: Any,
-        tokenizer: Any,
-        unet: Any,
-        scheduler: Any,
-        safety_checker: Any = None,
-        feature_extractor: Any = None,
-        image_encoder: Any = None,
+        vae: AutoencoderKL,
+        text_encoder: CLIPTextModel,
+        tokenizer: CLIPTokenizer,
+        unet: UNet2DConditionModel,
+        scheduler: KarrasDiffusionSchedulers,
+        safety_checker: StableDiffusionSafetyChecker | None = None,
+        feature_extractor: CLIPImageProcessor | None = None,
+        image_encoder: CLIPVisionModelWithProjection | None = None,
         requires_safety_checker: bool = False,
         graph_encoder: SceneGraphEncoder | None = None,
         graph_conditioner: GraphConditioner | None = None,
@@ -93,106 +80,7 @@ class SceneGraphPipeline(StableDiffusionPipeline):
     ) -> None:
         super().__init__(vae, text_encoder, tokenizer, unet, scheduler, safety_checker, feature_extractor,
                          image_encoder, requires_safety_checker)
-        token_dim = text_encoder.get_input_embeddings().embedding_dim
-        cross_dim = unet.config.cross_attention_dim
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(0)
-            if graph_encoder is None:
-                graph_encoder = SceneGraphEncoder(in_channels=token_dim, hidden_channels=128,
-                                                  out_channels=cross_dim)
-            if graph_conditioner is None:
-                graph_conditioner = GraphConditioner(graph_dim=graph_encoder.config.out_channels,
-                                                     embed_dim=cross_dim)
-        if graph_encoder.config.in_channels != token_dim:
-            raise ValueError(f"graph_encoder.config.in_channels is {graph_encoder.config.in_channels}, but the text "
-                             f"encoder's token embeddings have {token_dim} features")
-        if graph_conditioner.config.graph_dim != graph_encoder.config.out_channels:
-            raise ValueError(f"graph_conditioner.config.graph_dim is {graph_conditioner.config.graph_dim}, but "
-                             f"graph_encoder.config.out_channels is {graph_encoder.config.out_channels}")
-        if graph_conditioner.config.embed_dim != cross_dim:
-            raise ValueError(f"graph_conditioner.config.embed_dim is {graph_conditioner.config.embed_dim}, but the "
-                             f"UNet's cross_attention_dim is {cross_dim}")
-        graph_encoder = graph_encoder.to(device=unet.device).eval()
-        graph_conditioner = graph_conditioner.to(device=unet.device).eval()
-        self.register_modules(graph_encoder=graph_encoder, graph_conditioner=graph_conditioner)
-        if graph_refiner is not None and not callable(getattr(graph_refiner, "refine", None)):
-            raise TypeError(f"graph_refiner is a {type(graph_refiner).__name__} without a refine() method; "
-                            "expected a SceneGraphRefiner")
-        self.graph_refiner = graph_refiner
-
-    def refine_graphs(self, graphs: Sequence[SceneGraph], strength: float, num_steps: int = 5,
-                      generator: torch.Generator | None = None) -> list[SceneGraph]:
-        """SDEdit refinement of ``graphs`` with ``graph_refiner``: re-mask a fraction ``strength`` of the object
-        classes and relation slots (dense typed form: classes ``[B, N]``, edge states ``[B, N, N]``) and denoise
-        them back in ``num_steps`` network evaluations. ``strength = 0`` returns the graphs unchanged (no network
-        call). ``generator``: a CPU :class:`torch.Generator` for the masking and sampling (global RNG if None).
-        Refined graphs keep ``text`` and attributes but not token spans, so alignment falls back on word matches.
-        """
-        if not 0.0 <= strength <= 1.0:
-            raise ValueError(f"refine_graph_strength must be in [0, 1], got {strength}")
-        if strength == 0.0:
-            return list(graphs)
-        if self.graph_refiner is None:
-            raise ValueError(f"refine_graph_strength={strength} needs a graph_refiner (a SceneGraphRefiner), but the "
-                             "pipeline has none")
-        if num_steps < 1:
-            raise ValueError(f"refine_graph_steps must be >= 1, got {num_steps}")
-        return list(self.graph_refiner.refine(list(graphs), strength=strength, num_steps=num_steps,
-                                              generator=generator))
-
-    @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs: Any) -> "SceneGraphPipeline":
-        """As :meth:`diffusers.DiffusionPipeline.from_pretrained`; also restores ``graph_encoder`` and
-        ``graph_conditioner`` from a local folder written by :meth:`save_pretrained` (unless passed)."""
-        path = Path(str(pretrained_model_name_or_path))
-        dtype = kwargs.get("torch_dtype")
-        loaders = (("graph_encoder", SceneGraphEncoder), ("graph_conditioner", GraphConditioner))
-        for name, klass in loaders:
-            if name not in kwargs and (path / name).is_dir():
-                module = klass.from_pretrained(path / name)
-                kwargs[name] = module.to(dtype) if isinstance(dtype, torch.dtype) else module
-        kwargs.setdefault("requires_safety_checker", False)
-        return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
-
-    def token_embedder(self) -> Any:
-        """The label embedder of the graph nodes: mean input token embedding of the pipeline's text encoder."""
-        from ..text.transformer import TransformerTokenEmbedder
-
-        return TransformerTokenEmbedder(self.tokenizer, self.text_encoder.get_input_embeddings())
-
-    def _graphs(self, prompt: str | list[str] | None, scene_graph: SceneGraph | Sequence[SceneGraph] | None,
-                refine: dict[str, Any] | None = None) -> tuple[list[str], list[SceneGraph]]:
-        refine = refine or {"strength": 0.0}
-        if scene_graph is None:
-            if prompt is None:
-                raise ValueError("SceneGraphPipeline: pass a prompt, a scene_graph, or both")
-            prompts = [prompt] if isinstance(prompt, str) else list(prompt)
-            from ..parsing import (
-                parse_batch,  # lazily: the parser is only needed without a graph
-            )
-
-            return prompts, self.refine_graphs(list(parse_batch(prompts)), **refine)
-        graphs = [scene_graph] if isinstance(scene_graph, SceneGraph) else list(scene_graph)
-        for i, g in enumerate(graphs):
-            if not isinstance(g, SceneGraph):
-                raise TypeError(f"scene_graph[{i}] is a {type(g).__name__}, expected SceneGraph")
-        graphs = self.refine_graphs(graphs, **refine)
-        if prompt is None:
-            prompts = [g.text if g.text is not None else describe_graph(g) for g in graphs]
-        else:
-            prompts = [prompt] if isinstance(prompt, str) else list(prompt)
-        if len(prompts) != len(graphs):
-            raise ValueError(f"SceneGraphPipeline: {len(prompts)} prompts but {len(graphs)} scene graphs")
-        return prompts, graphs
-
-    @torch.no_grad()
-    def condition_prompt_embeds(self, prompt_embeds: Tensor, prompts: Sequence[str], graphs: Sequence[SceneGraph],
-                                scale: float = 1.0) -> Tensor:
-        """Encode ``graphs`` and apply ``graph_conditioner`` to ``prompt_embeds [G, L, D]`` (one row per graph)."""
-        alignment = align_batch(graphs, self.tokenizer, prompts, max_length=prompt_embeds.size(1))
-        batch = graph_batch(graphs, self.token_embedder(), prompt_embeds, alignment)  # scene node = EOT state
-        out = self.graph_encoder(batch)
-        return self.graph_conditioner(prompt_embeds, out, alignment, scale=scale).to(prompt_embeds.dtype)
+        self.register_graph_modules(graph_encoder, graph_conditioner, graph_refiner)
 
     @torch.no_grad()
     def __call__(
@@ -225,8 +113,9 @@ class SceneGraphPipeline(StableDiffusionPipeline):
                 prompt, ``graph.text`` (or a plain description of the graph) is the prompt.
             graph_scale: RRNet's :math:`w`, the strength of the graph offsets (0 = plain SD; RRNet's
                 inference default 0.6, training uses 1).
-            graph_steps_fraction: apply the graph conditioning only during this first fraction of the
-                denoising steps (via ``callback_on_step_end``), plain text conditioning after.
+            graph_steps_fraction: apply the graph conditioning only during the first ``ceil(fraction * N)`` of
+                the ``N`` denoising steps, text-only conditioning after (a :class:`~.callbacks.GraphCutoffCallback`
+                run after ``callback_on_step_end``, which still gets the tensors it asks for); 0 = none at all.
             refine_graph_strength: SDEdit strength in ``[0, 1]`` for ``graph_refiner`` (see :meth:`refine_graphs`):
                 the fraction of object classes and relation slots re-sampled before encoding. 0 (default) = the
                 graphs are used as given/parsed; > 0 needs a ``graph_refiner``. Without a prompt, the prompt is
@@ -236,9 +125,12 @@ class SceneGraphPipeline(StableDiffusionPipeline):
                 refining never shifts the image noise (global RNG if None).
             prompt_embeds: precomputed embeddings ``[G, L, D]``; the graph conditioning is added to them.
             negative_prompt, num_images_per_prompt, guidance_scale, negative_prompt_embeds,
-            cross_attention_kwargs, clip_skip, callback_on_step_end, callback_on_step_end_tensor_inputs,
-            **kwargs: as in :meth:`diffusers.StableDiffusionPipeline.__call__` (``height``, ``width``,
-                ``num_inference_steps``, ``generator``, ``latents``, ``output_type``, ...).
+            cross_attention_kwargs, clip_skip, **kwargs: as in :meth:`diffusers.StableDiffusionPipeline.__call__`
+                (``height``, ``width``, ``num_inference_steps``, ``generator``, ``latents``, ``output_type``, ...).
+            callback_on_step_end, callback_on_step_end_tensor_inputs: as in diffusers; the ``prompt_embeds`` a
+                callback sees are the graph-conditioned ones (``[negative, positive]`` under guidance), and what it
+                returns replaces them from the next step on. :meth:`text_only_prompt_embeds` gives their text-only
+                counterpart, e.g. to switch graph conditioning off part-way (see its example).
         """
         if args:
             raise TypeError("SceneGraphPipeline: pass the arguments after `scene_graph` by keyword")
@@ -248,7 +140,7 @@ class SceneGraphPipeline(StableDiffusionPipeline):
         # 1. Graphs (refined when asked) and prompts.
         if prompt_embeds is not None and scene_graph is None:
             raise ValueError("SceneGraphPipeline: with prompt_embeds, pass scene_graph (no prompt to parse)")
-        prompts, graphs = self._graphs(prompt, scene_graph, refine)
+        prompts, graphs = self.prompts_and_graphs(prompt, scene_graph, refine)
         device = self._execution_device
         self._guidance_scale = guidance_scale  # what the parent's `do_classifier_free_guidance` reads
         do_cfg = self.do_classifier_free_guidance
@@ -266,45 +158,25 @@ class SceneGraphPipeline(StableDiffusionPipeline):
         if base.size(0) != len(graphs):
             raise ValueError(f"SceneGraphPipeline: {base.size(0)} prompt embeddings but {len(graphs)} scene graphs")
 
-        # 3. Graph conditioning.
-        cond = self.condition_prompt_embeds(base, prompts, graphs, scale=graph_scale)
+        # 3. Graph conditioning (none at all for a zero step fraction).
+        cond = base if graph_steps_fraction == 0.0 else self.condition_prompt_embeds(base, prompts, graphs,
+                                                                                     scale=graph_scale)
         if negative is not None and cond.size(1) > negative.size(1):  # appended graph tokens: pad the negative
             negative = torch.cat([negative, negative.new_zeros(negative.size(0), cond.size(1) - negative.size(1),
                                                                negative.size(2))], dim=1)
 
-        # 4. Step window: switch back to the plain text embeddings after the first fraction of the steps.
-        user_inputs = list(callback_on_step_end_tensor_inputs or ["latents"])
-        if isinstance(callback_on_step_end, (PipelineCallback, MultiPipelineCallbacks)):
-            user_inputs = list(callback_on_step_end.tensor_inputs)
-        callback = callback_on_step_end
-        tensor_inputs = user_inputs
-        if graph_steps_fraction < 1.0:
-            k = num_images_per_prompt or 1
-            plain = base.repeat_interleave(k, dim=0) if k > 1 else base  # [B, L, D]
-            user_cb = callback_on_step_end
-            tensor_inputs = list(dict.fromkeys(user_inputs + ["prompt_embeds"]))
-
-            def callback(pipe: Any, step: int, timestep: Any, cb_kwargs: dict[str, Any]) -> dict[str, Any]:
-                out: dict[str, Any] = {}
-                if user_cb is not None:
-                    out = dict(user_cb(pipe, step, timestep, {k_: cb_kwargs[k_] for k_ in user_inputs}) or {})
-                n_cond = math.ceil(graph_steps_fraction * pipe.num_timesteps)
-                if step + 1 == n_cond:  # from the next step on: plain text conditioning
-                    pe = out.get("prompt_embeds", cb_kwargs["prompt_embeds"])
-                    p = plain.to(pe.dtype)
-                    if pe.size(0) == 2 * p.size(0):  # [negative, positive]
-                        out["prompt_embeds"] = torch.cat([pe[: p.size(0), : p.size(1)], p])
-                    else:
-                        out["prompt_embeds"] = p
-                return out
-
-            if math.ceil(graph_steps_fraction * kwargs.get("num_inference_steps", 50)) == 0:
-                cond = base  # a zero fraction: never condition
+        # 4. Step window: back to the text-only embeddings after the first fraction of the steps.
+        callback, tensor_inputs = callback_on_step_end, callback_on_step_end_tensor_inputs
+        if 0.0 < graph_steps_fraction < 1.0:
+            callback, tensor_inputs = self._graph_step_callback(graph_steps_fraction, callback, tensor_inputs)
+        k = num_images_per_prompt or 1
+        text_only = base.repeat_interleave(k, dim=0) if k > 1 else base  # [B, L, D], what callbacks may switch to
 
         # 5. Denoise with the parent.
-        return super().__call__(
-            prompt=None, prompt_embeds=cond, negative_prompt_embeds=negative, negative_prompt=None,
-            num_images_per_prompt=num_images_per_prompt, guidance_scale=guidance_scale,
-            cross_attention_kwargs=cross_attention_kwargs, clip_skip=clip_skip,
-            callback_on_step_end=callback, callback_on_step_end_tensor_inputs=tensor_inputs, **kwargs,
-        )
+        with self._text_embeds_for_call(text_only):
+            return super().__call__(
+                prompt=None, prompt_embeds=cond, negative_prompt_embeds=negative, negative_prompt=None,
+                num_images_per_prompt=num_images_per_prompt, guidance_scale=guidance_scale,
+                cross_attention_kwargs=cross_attention_kwargs, clip_skip=clip_skip,
+                callback_on_step_end=callback, callback_on_step_end_tensor_inputs=tensor_inputs, **kwargs,
+            )

@@ -25,6 +25,7 @@ from diffusers.models.modeling_utils import ModelMixin
 from torch import Tensor, nn
 
 from ..graph.scene_graph import SceneGraph
+from ..weights import AlignedLoadingMixin, align_weights_
 from .layout import LayoutHead
 from .world import caption, object_key
 
@@ -56,7 +57,7 @@ class _MiniLMTokens:
 
         folder = path or str(minilm_path())
         self.tokenizer = AutoTokenizer.from_pretrained(folder)
-        self.model = AutoModel.from_pretrained(folder).eval()
+        self.model = align_weights_(AutoModel.from_pretrained(folder).eval())
         self.dim = int(self.model.config.hidden_size)
         self.cache: dict[str, Tensor] = {}
 
@@ -80,7 +81,7 @@ class _MiniLMTokens:
         return out, mask
 
 
-class ShapesConditioner(ModelMixin, ConfigMixin):
+class ShapesConditioner(AlignedLoadingMixin, ModelMixin, ConfigMixin):
     r"""Graph or text conditioning + layout head of the shapes model.
 
     Args:

@@ -27,6 +27,7 @@ from diffusers import DDIMScheduler, DiffusionPipeline, UNet2DConditionModel
 from diffusers.utils import BaseOutput
 
 from ..graph.scene_graph import SceneGraph, SceneGraphError
+from ..weights import align_weights_
 from .conditioning import ShapesConditioner
 from .layout import NUM_LAYOUT_CHANNELS, layout_maps, repair_layout
 from .world import PALETTE, Box, drop_contradictions, validate_shapes_graph
@@ -97,8 +98,8 @@ class ShapesPipeline(DiffusionPipeline):
         unet = UNet2DConditionModel.from_pretrained(root / "unet")
         conditioner = ShapesConditioner.from_pretrained(root / "conditioner")
         scheduler = DDIMScheduler.from_pretrained(root / "scheduler")
-        pipe = cls(unet=unet.eval(), conditioner=conditioner.eval(), scheduler=scheduler)
-        return pipe
+        # every weight in owned, aligned memory: the loaded model draws what the saved one did, bit for bit
+        return align_weights_(cls(unet=unet.eval(), conditioner=conditioner.eval(), scheduler=scheduler))
 
     @classmethod
     def from_bundled(cls) -> "ShapesPipeline":

@@ -63,13 +63,16 @@ class TransformerTokenEmbedder(CachedEmbedder):
         return cls(tokenizer, model.get_input_embeddings())
 
     def _compute(self, labels: list[str]) -> Tensor:
-        weight = self.embeddings.weight
+        # Through the module, not its weight: under accelerate's sequential CPU offload the weight is a meta
+        # tensor that the module's hook fills (and moves the ids to the execution device) for each call.
+        device = self.embeddings.weight.device
+        device = torch.device("cpu") if device.type == "meta" else device
         rows = []
         for label in labels:
             ids = self.tokenizer(label, add_special_tokens=False)["input_ids"]
             if not ids:
                 raise ValueError(f"label {label!r} has no tokens under {type(self.tokenizer).__name__}")
-            rows.append(weight[torch.tensor(ids, device=weight.device)].float().mean(0))
+            rows.append(self.embeddings(torch.tensor(ids, device=device)).float().mean(0))
         return torch.stack(rows)
 
 
