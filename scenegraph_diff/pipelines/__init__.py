@@ -1,6 +1,9 @@
 """diffusers pipelines conditioned on scene graphs.
 
 * :class:`SceneGraphPipeline` — a :class:`diffusers.StableDiffusionPipeline` that also takes a ``scene_graph``;
+* :class:`GraphPipelineMixin` — what every such pipeline shares: graph modules, ``from_pretrained`` (dtypes,
+  aligned weights), ``from_pipe``, CPU offloading, step callbacks;
+* :class:`GraphCutoffCallback` — graph conditioning for the first steps only (``callback_on_step_end``);
 * :mod:`.testing` — :func:`~.testing.tiny_sd_components`, offline random-weight SD parts for tests and CI.
 
 Imported lazily (diffusers and transformers load on first use).
@@ -8,14 +11,21 @@ Imported lazily (diffusers and transformers load on first use).
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
-__all__ = ["SceneGraphPipeline", "describe_graph"]
+_LAZY = {
+    "SceneGraphPipeline": ".scene_graph",
+    "describe_graph": ".graph_pipeline",
+    "GraphPipelineMixin": ".graph_pipeline",
+    "GRAPH_MODULES": ".graph_pipeline",
+    "GraphCutoffCallback": ".callbacks",
+}
+
+__all__ = list(_LAZY)
 
 
 def __getattr__(name: str) -> Any:
-    if name in __all__:
-        from . import scene_graph
-
-        return getattr(scene_graph, name)
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
