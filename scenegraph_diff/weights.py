@@ -121,9 +121,8 @@ def align_weights_(target: _T, alignment: int = ALIGNMENT) -> _T:
     nothing); any other is copied into :func:`aligned_empty_like` memory and swapped in with ``.data =``, so the
     ``Parameter`` objects, their ``requires_grad``, optimizers' references and tied weights (one parameter
     registered twice) are kept, as are tensors that alias each other exactly (views of one storage at
-    different offsets get separate copies). Values are copied bit for bit;
-    meta tensors (offloaded or not yet materialised) and tensor subclasses (quantised weights, DTensors) are
-    skipped.
+    different offsets get separate copies). Values are copied bit for bit. Meta tensors (offloaded or not yet
+    materialised), sparse tensors and tensor subclasses (quantised weights, DTensors) are skipped.
 
     Args:
         target: a :class:`torch.nn.Module`, or a diffusers pipeline (every module in ``target.components``).
@@ -144,7 +143,7 @@ def align_weights_(target: _T, alignment: int = ALIGNMENT) -> _T:
                 continue
             seen.add(id(tensor))
             data = tensor.data
-            if type(data) is not torch.Tensor or data.is_meta or data.is_quantized:
+            if type(data) is not torch.Tensor or data.is_meta or data.is_quantized or data.layout != torch.strided:
                 continue
             if owns_memory(data) and data.data_ptr() % alignment == 0:
                 continue

@@ -158,9 +158,11 @@ class GraphPipelineMixin:
         A folder written by ``save_pretrained`` restores ``graph_encoder`` and ``graph_conditioner`` from its
         subfolders (safetensors); a plain Stable Diffusion folder or hub id gets fresh, zero-gated ones; modules
         passed by keyword win. ``dtype`` (or diffusers' deprecated ``torch_dtype``: ``torch.float16``,
-        ``torch.bfloat16``, or a ``{name: dtype, "default": dtype}`` dict) applies to the graph modules as to the
-        others — they are loaded in it, not cast after. ``graph_refiner`` is not a saved component: pass it by
-        keyword. ``requires_safety_checker`` defaults to ``False``.
+        ``torch.bfloat16``, or a ``{name: dtype, "default": dtype}`` dict, e.g. to keep ``graph_encoder`` in
+        float32) applies to saved graph modules as to the others: they are loaded in it, not cast after (so
+        diffusers' "Casting directly with `to()`" warning never comes from them); fresh ones take the UNet's
+        dtype. ``graph_refiner`` is not a saved component: pass it by keyword. ``requires_safety_checker``
+        defaults to ``False``.
 
         Every parameter and buffer of every component ends in owned, 64-byte aligned memory, so the loaded
         pipeline computes bit for bit what the saved one did on the same machine.
