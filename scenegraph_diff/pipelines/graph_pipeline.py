@@ -6,7 +6,8 @@ any later grounded / sd-shapes variant) is ``class P(GraphPipelineMixin, <diffus
 diffusers user then work on it without code of its own:
 
 * ``P.from_pretrained(folder, dtype=torch.float16)`` (or the older ``torch_dtype=``) loads the graph modules
-  with the others, in that dtype, with every weight in owned, aligned memory (:func:`~scenegraph_diff.weights.align_weights_`);
+  with the others, in that dtype, with every weight in owned, aligned memory
+  (:func:`~scenegraph_diff.weights.align_weights_`);
 * ``P.from_pipe(sd_pipe)`` / ``StableDiffusionPipeline.from_pipe(p)`` / ``P.from_pipe(p)`` switch pipelines
   without copying a module;
 * ``load_lora_weights`` / ``fuse_lora`` / ``set_adapters`` are the parent's (they act on ``unet`` and
@@ -24,6 +25,7 @@ import contextlib
 import contextvars
 import inspect
 import logging
+import os
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 import torch
@@ -145,14 +147,15 @@ class GraphPipelineMixin:
             torch.nn.Module.to(module, device=unet.device, dtype=unet.dtype)
         graph_encoder = graph_encoder.to(device=unet.device).eval()
         graph_conditioner = graph_conditioner.to(device=unet.device).eval()
-        self.register_modules(graph_encoder=graph_encoder, graph_conditioner=graph_conditioner)  # type: ignore[attr-defined]
+        self.register_modules(  # type: ignore[attr-defined]
+            graph_encoder=graph_encoder, graph_conditioner=graph_conditioner)
         if graph_refiner is not None and not callable(getattr(graph_refiner, "refine", None)):
             raise TypeError(f"graph_refiner is a {type(graph_refiner).__name__} without a refine() method; "
                             "expected a SceneGraphRefiner")
         self.graph_refiner = graph_refiner
 
     @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path: Any, **kwargs: Any) -> Any:
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs: Any) -> Any:
         """As :meth:`diffusers.DiffusionPipeline.from_pretrained`, graph modules included.
 
         A folder written by ``save_pretrained`` restores ``graph_encoder`` and ``graph_conditioner`` from its
@@ -206,7 +209,8 @@ class GraphPipelineMixin:
         """The label embedder of the graph nodes: mean input token embedding of the pipeline's text encoder."""
         from ..text.transformer import TransformerTokenEmbedder
 
-        return TransformerTokenEmbedder(self.tokenizer, self.text_encoder.get_input_embeddings())  # type: ignore[attr-defined]
+        tokenizer, text_encoder = self.tokenizer, self.text_encoder  # type: ignore[attr-defined]
+        return TransformerTokenEmbedder(tokenizer, text_encoder.get_input_embeddings())
 
     def refine_graphs(self, graphs: Sequence[SceneGraph], strength: float, num_steps: int = 5,
                       generator: torch.Generator | None = None) -> list[SceneGraph]:
@@ -264,7 +268,8 @@ class GraphPipelineMixin:
                                 scale: float = 1.0) -> Tensor:
         """Encode ``graphs`` and apply ``graph_conditioner`` to ``prompt_embeds [G, L, D]`` (one row per graph);
         returns ``[G, L, D]`` (``[G, L + T, D]`` with appended graph tokens) in ``prompt_embeds``' dtype."""
-        alignment = align_batch(graphs, self.tokenizer, prompts, max_length=prompt_embeds.size(1))  # type: ignore[attr-defined]
+        tokenizer = self.tokenizer  # type: ignore[attr-defined]
+        alignment = align_batch(graphs, tokenizer, prompts, max_length=prompt_embeds.size(1))
         batch = graph_batch(graphs, self.token_embedder(), prompt_embeds, alignment)  # scene node = EOT state
         out = self.graph_encoder(batch)
         return self.graph_conditioner(prompt_embeds, out, alignment, scale=scale).to(prompt_embeds.dtype)
