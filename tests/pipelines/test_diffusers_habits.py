@@ -117,13 +117,14 @@ def test_from_pipe_ours_to_ours_shares_modules_and_refiner():
     assert np.array_equal(_run(again), _run(ours))
 
 
-def test_from_pipe_keeps_half_precision_and_storage():
+def test_from_pipe_keeps_half_precision_and_storage(diffusers_log):
     sd = _sd()
     for name in ("unet", "vae", "text_encoder"):
         torch.nn.Module.to(getattr(sd, name), torch.bfloat16)
     ptr = sd.unet.conv_in.weight.data_ptr()
     ours = SceneGraphPipeline.from_pipe(sd)  # diffusers 0.42 alone would cast everything to float32 (#12754)
     assert sd.unet.dtype == torch.bfloat16 and sd.unet.conv_in.weight.data_ptr() == ptr
+    assert not [r for r in diffusers_log if "Casting directly" in r.getMessage()]  # nothing was cast
     assert ours.graph_encoder.dtype == ours.graph_conditioner.dtype == torch.bfloat16  # fresh ones follow the UNet
     cast = SceneGraphPipeline.from_pipe(sd, dtype=torch.float32)  # an explicit dtype is honoured
     assert cast.unet.dtype == cast.graph_encoder.dtype == torch.float32
