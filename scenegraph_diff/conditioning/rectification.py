@@ -247,7 +247,9 @@ def rectification_step(unet: nn.Module, scheduler: Any, config: RectificationCon
     """Build ``step_fn(model, batch, generator) -> {"loss", "positive", "negative"}`` for the Trainer.
 
     ``model`` is a :class:`Rectifier` (or its DDP wrapper); ``unet`` and ``scheduler`` are the frozen SD
-    parts. ``positive`` / ``negative`` are the unweighted MSEs of the two pairs.
+    parts. ``positive`` / ``negative`` are the unweighted MSEs of the two pairs. An optional boolean
+    ``batch["negative_mask"] [B]`` marks the examples that have a swapped image (graphs without a relation have
+    none): the negative term then covers only those (each clamped at ``neg_bound``, averaged over the batch).
     """
     weights = _timestep_weights(scheduler.config.num_train_timesteps, config.timestep_power)
     prediction_type = scheduler.config.prediction_type
@@ -266,8 +268,16 @@ def rectification_step(unet: nn.Module, scheduler: Any, config: RectificationCon
         else:
             target = torch.cat([noise, noise])
         mse_pos = F.mse_loss(pred[:b].float(), target[:b].float())
-        mse_neg = F.mse_loss(pred[b:].float(), target[b:].float())
-        loss = config.pos_weight * mse_pos - config.neg_weight * mse_neg.clamp(max=config.neg_bound)
+        per_neg = (pred[b:].float() - target[b:].float()).pow(2).flatten(1).mean(1)  # [B]
+        mask = batch.get("negative_mask")  # [B] bool: which examples have a swapped image (optional)
+        if mask is None:
+            mse_neg = per_neg.mean()
+            neg_term = mse_neg.clamp(max=config.neg_bound)
+        else:
+            mask = mask.to(device=device, dtype=per_neg.dtype)
+            mse_neg = (per_neg * mask).sum() / mask.sum().clamp(min=1)
+            neg_term = (per_neg.clamp(max=config.neg_bound) * mask).sum() / max(b, 1)
+        loss = config.pos_weight * mse_pos - config.neg_weight * neg_term
         return {"loss": loss, "positive": mse_pos, "negative": mse_neg}
 
     return step_fn

@@ -1,0 +1,76 @@
+"""Swap-pair data for relation rectification (scenegraph_diff.shapes.swap_pairs)."""
+
+import numpy as np
+import pytest
+import torch
+
+from scenegraph_diff.shapes import check
+from scenegraph_diff.shapes.swap_pairs import SwapPairStream, swap_pair_images
+from scenegraph_diff.shapes.world import sample_scene
+
+
+def scenes(n, seed=0, **kw):
+    g = torch.Generator().manual_seed(seed)
+    return [sample_scene(g, 32, **kw) for _ in range(n)]
+
+
+def test_positive_satisfies_the_graph_and_negative_its_reverse():
+    graphs = scenes(12, num_objects=3, num_relations=2)
+    pos, neg, has = swap_pair_images(graphs, torch.Generator().manual_seed(1))
+    assert pos.shape == neg.shape == (12, 32, 32, 3) and all(has)
+    for g, p, n in zip(graphs, pos, neg):
+        assert check(p, g).all_correct
+        assert check(n, g.swapped()).all_correct
+        assert not any(check(n, g).relations)  # every named relation is reversed in the negative
+
+
+def test_graphs_without_relations_have_no_negative():
+    graphs = scenes(3, num_objects=1)
+    pos, neg, has = swap_pair_images(graphs, torch.Generator().manual_seed(1))
+    assert has == [False] * 3 and np.array_equal(pos, neg)
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    from scenegraph_diff.pipelines import SceneGraphPipeline
+    from scenegraph_diff.pipelines.testing import tiny_sd_components
+
+    return SceneGraphPipeline(**tiny_sd_components())
+
+
+def test_stream_batch_matches_the_rectification_step(pipe):
+    from scenegraph_diff.conditioning.rectification import RectificationConfig, Rectifier, rectification_step
+
+    stream = SwapPairStream(pipe, batch_size=4)
+    batch = stream(0, torch.Generator().manual_seed(0))
+    assert batch["positive"].shape == (4, 4, 16, 16) and batch["prompt_embeds"].shape[0] == 4
+    assert batch["negative_mask"].dtype == torch.bool
+    again = stream(0, torch.Generator().manual_seed(0))
+    assert torch.equal(batch["positive"], again["positive"]) and torch.equal(batch["negative"], again["negative"])
+    step = rectification_step(pipe.unet, pipe.scheduler, RectificationConfig())
+    out = step(Rectifier(pipe.graph_encoder, pipe.graph_conditioner), batch, torch.Generator().manual_seed(0))
+    assert torch.isfinite(out["loss"])
+
+
+def test_min_relations_filters_scenes(pipe):
+    stream = SwapPairStream(pipe, batch_size=6, min_relations=1)
+    assert bool(stream(0, torch.Generator().manual_seed(3))["negative_mask"].all())
+
+
+def test_masked_negative_term_ignores_examples_without_a_twin(pipe):
+    from scenegraph_diff.conditioning.rectification import RectificationConfig, Rectifier, rectification_step
+
+    batch = SwapPairStream(pipe, batch_size=4)(0, torch.Generator().manual_seed(0))
+    step = rectification_step(pipe.unet, pipe.scheduler, RectificationConfig(pos_weight=0.0, neg_weight=1.0))
+    model = Rectifier(pipe.graph_encoder, pipe.graph_conditioner)
+    none = dict(batch, negative_mask=torch.zeros(4, dtype=torch.bool))
+    assert step(model, none, torch.Generator().manual_seed(0))["loss"].item() == 0.0
+    some = dict(batch, negative_mask=torch.tensor([True, False, False, False]))
+    assert step(model, some, torch.Generator().manual_seed(0))["loss"].item() < 0.0
+
+
+def test_bad_arguments_name_the_value(pipe):
+    with pytest.raises(ValueError, match="batch_size"):
+        SwapPairStream(pipe, batch_size=0)
+    with pytest.raises(ValueError, match="min_relations"):
+        SwapPairStream(pipe, batch_size=2, min_relations=4)
