@@ -5,7 +5,9 @@ parser and ``_run_<name>(args) -> int`` turns the arguments into library calls. 
 the bottom lists them. Heavy imports happen inside ``_run_*`` so ``--help`` stays instant.
 
 Conventions (DESIGN.md): machine-readable output on stdout or ``--output``; progress bars and messages
-on stderr; bad input gives a one-line error and a non-zero exit.
+on stderr; bad input gives a one-line error and a non-zero exit (2; 1 when some records or prompts were
+skipped and reported), never a traceback: :func:`main` turns any failure into one line (``-v`` adds the
+traceback of an internal error).
 """
 
 from __future__ import annotations
@@ -14,9 +16,10 @@ import argparse
 import json
 import logging
 import os
+import re
 import sys
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, NoReturn, Sequence
 
 from . import __version__
 from .graph.scene_graph import SceneGraphError
@@ -26,6 +29,28 @@ log = logging.getLogger("scenegraph_diff")
 
 class CLIError(Exception):
     """A user error: printed as one line, exit code 2."""
+
+
+class _ArgumentParser(argparse.ArgumentParser):
+    """``argparse`` with a one-line usage error (``PROG: error: MESSAGE (see --help)``), exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {_one_line(message)} (see {self.prog} --help)\n")
+
+
+def _one_line(message: object) -> str:
+    """``message`` as one line: line breaks (and the white space around them) become one space."""
+    return re.sub(r"\s*\n\s*", " ", str(message).strip())
+
+
+def _check_argv_texts(texts: Sequence[str], what: str) -> None:
+    """Fail on an argument that was not valid UTF-8 (Python keeps such bytes as lone surrogates)."""
+    for i, t in enumerate(texts):
+        bad = re.search("[\ud800-\udfff]", t)
+        if bad is not None:
+            c = ord(bad.group())
+            byte = f"byte 0x{c - 0xDC00:02x}" if 0xDC80 <= c <= 0xDCFF else f"U+{c:04X}"
+            raise CLIError(f"{what} {i + 1} is not valid UTF-8 ({byte} at character {bad.start()})")
 
 
 def _set_threads(n: int) -> None:
@@ -57,12 +82,23 @@ def _device(value: str) -> str:
     return value
 
 
-def _read_graphs(path: str, errors: list[str] | None = None) -> list:
-    from .graph import read_jsonl
+def _check_graph_file(path: str) -> Path:
+    """The path of an existing SceneGraph JSONL file (an edge-list file from sample-graphs is refused)."""
+    from .graph.jsonl import is_edge_list
 
     p = Path(path)
     if not p.is_file():
         raise CLIError(f"input file not found: {path}")
+    if is_edge_list(p):
+        raise CLIError(f"{path}: an edge-list JSONL file (from sample-graphs), not SceneGraph JSON "
+                       "({num_nodes, edges} per line)")
+    return p
+
+
+def _read_graphs(path: str, errors: list[str] | None = None) -> list:
+    from .graph import read_jsonl
+
+    p = _check_graph_file(path)
 
     def on_error(lineno: int, err: SceneGraphError) -> None:
         if errors is None:
@@ -76,15 +112,15 @@ def _read_graphs(path: str, errors: list[str] | None = None) -> list:
 def _add_validate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("validate", help="check a SceneGraph JSONL file; report every bad line",
                        description="Validate SceneGraph JSON v1 lines. Prints 'line N: field: reason' for each bad "
-                                   "line (stderr) and a JSON summary (stdout). Exit 1 if any line is bad.")
+                                   "line (stderr) and a JSON summary (stdout). Exit 1 if any line is bad, 2 if the "
+                                   "file is missing or is an edge-list JSONL file (from sample-graphs).")
     p.add_argument("file", help="JSONL file, one SceneGraph JSON per line")
 
 
 def _run_validate(args: argparse.Namespace) -> int:
     from .graph import iter_jsonl
 
-    if not Path(args.file).is_file():
-        raise CLIError(f"input file not found: {args.file}")
+    _check_graph_file(args.file)
     good = bad = 0
     for _, item in iter_jsonl(args.file):
         if isinstance(item, SceneGraphError):
@@ -103,11 +139,18 @@ def _add_draw(sub: argparse._SubParsersAction) -> None:
                                    "DIR/00000.png, DIR/00001.png, ... in input order.")
     p.add_argument("file", help="SceneGraph JSONL file")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--limit", type=int, default=None, help="draw at most this many graphs")
-    p.add_argument("--dpi", type=int, default=100)
+    p.add_argument("--limit", type=int, default=None, help="draw at most this many graphs (>= 0)")
+    p.add_argument("--dpi", type=int, default=100, help=f"resolution, {_DPI[0]} to {_DPI[1]} (default 100)")
+
+
+_DPI = (10, 1000)  # below: matplotlib fails; above: a 12x9-inch figure needs gigabytes
 
 
 def _run_draw(args: argparse.Namespace) -> int:
+    if args.limit is not None and args.limit < 0:
+        raise CLIError(f"--limit must be >= 0, got {args.limit}")
+    if not _DPI[0] <= args.dpi <= _DPI[1]:
+        raise CLIError(f"--dpi must be in {_DPI[0]}..{_DPI[1]}, got {args.dpi}")
     from tqdm import tqdm
 
     from .graph.draw import draw
@@ -141,8 +184,11 @@ def _run_convert(args: argparse.Namespace) -> int:
 
     ins = [Path(x) for x in args.inputs]
     if len(ins) == 1 and ins[0].suffix == ".jsonl":
-        graphs = _read_graphs(str(ins[0]))
         out = Path(args.output)
+        if out.suffix == ".jsonl" or (out.exists() and not out.is_dir()):
+            raise CLIError(f"--output {args.output!r}: JSONL converts to a folder of .graphml files, give a folder "
+                           "(GraphML files or folders convert back to a .jsonl file)")
+        graphs = _read_graphs(str(ins[0]))
         out.mkdir(parents=True, exist_ok=True)
         for i, g in enumerate(graphs):
             write_graphml(g, out / f"{i:05d}.graphml")
@@ -158,12 +204,7 @@ def _run_convert(args: argparse.Namespace) -> int:
             raise CLIError(f"not a .jsonl file, .graphml file or folder: {p}")
     if not args.output.endswith(".jsonl"):
         raise CLIError(f"--output must be a .jsonl file when converting GraphML, got {args.output}")
-    graphs = []
-    for f in files:
-        try:
-            graphs.append(read_graphml(f))
-        except SceneGraphError as e:
-            raise CLIError(f"{f}: {e}") from None
+    graphs = [read_graphml(f) for f in files]  # a SceneGraphError names the file
     n = write_jsonl(args.output, graphs)
     print(json.dumps({"converted": n, "to": "jsonl", "out": args.output}))
     return 0
@@ -191,9 +232,12 @@ def _run_demo(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------------------------------------- parse
 def _add_parse(sub: argparse._SubParsersAction) -> None:
+    from .parsing.tokenize import MAX_CHARS
+
     p = sub.add_parser("parse", help="parse text into scene graphs (SceneGraph JSON v1 lines)",
-                       description="Parse texts (arguments, or --input .txt/.jsonl/.csv) into SceneGraph JSON v1, "
-                                   "one line per text in input order, on stdout or --output.")
+                       description="Parse texts (arguments, or --input .txt/.jsonl/.csv, UTF-8) into SceneGraph JSON "
+                                   "v1, one line per text in input order, on stdout or --output. Only the first "
+                                   f"{MAX_CHARS:,} characters of a longer text are parsed (with a warning).")
     p.add_argument("texts", nargs="*", help="texts to parse")
     p.add_argument("--input", "-i", default=None, help=".txt (one per line), .jsonl ({\"text\": ...}) or .csv file")
     p.add_argument("--output", "-o", default=None, help="write JSON lines here instead of stdout")
@@ -224,6 +268,8 @@ def _run_parse(args: argparse.Namespace) -> int:
         texts = read_texts(args.input) if args.input else list(args.texts)
     except ValueError as e:
         raise CLIError(str(e)) from None
+    if not args.input:
+        _check_argv_texts(texts, "text")
     graphs = parse_batch(texts, batch_size=args.batch_size, backend=args.backend)
     if args.output:
         write_jsonl(args.output, graphs)
@@ -259,9 +305,12 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
                        description="Parse each prompt into a scene graph and generate images from it. Default model: "
                                    "the bundled 32x32 shapes model (offline). Writes DIR/00000.png (DIR/00000_k.png for "
                                    "--num-images > 1), DIR/00000.json (parsed graph) and DIR/graphs.jsonl, in input "
-                                   "order; prints a JSON summary on stdout.")
-    p.add_argument("prompt", nargs="*", help="prompt text(s)")
-    p.add_argument("--input", help="text file, one prompt per line (instead of PROMPT)")
+                                   "order; prints a JSON summary on stdout. Every prompt is checked against what the "
+                                   "model can draw first: each one it cannot is reported on stderr and skipped (no "
+                                   "files), and the exit code is 1.")
+    p.add_argument("prompt", nargs="*", help="prompt text(s), one image set per argument (quote each prompt)")
+    p.add_argument("--input", help="prompts file: .txt (one per line; blank lines skipped), .jsonl or .csv "
+                                   "(instead of PROMPT)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--num-images", type=int, default=1, help="images per prompt (default 1)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
@@ -283,35 +332,56 @@ def _run_generate(args: argparse.Namespace) -> int:
     if args.input and args.prompt:
         raise CLIError("give PROMPT or --input, not both")
     if args.input:
-        if not Path(args.input).is_file():
-            raise CLIError(f"input file not found: {args.input}")
-        prompts = [ln.strip() for ln in Path(args.input).read_text(encoding="utf-8").splitlines() if ln.strip()]
+        from .parsing.io import read_texts
+
+        try:
+            texts = read_texts(args.input)
+        except ValueError as e:
+            raise CLIError(str(e)) from None
+        where = [f"line {n}" if Path(args.input).suffix.lower() == ".txt" else f"item {n}"
+                 for n, t in enumerate(texts, 1) if t.strip()]
+        prompts = [t.strip() for t in texts if t.strip()]
         if not prompts:
             raise CLIError(f"no prompts in {args.input}")
     elif args.prompt:
-        prompts = [" ".join(args.prompt)]
+        _check_argv_texts(args.prompt, "prompt")
+        prompts = list(args.prompt)  # several arguments are several prompts, as for `parse`
+        where = [f"prompt {i}" for i in range(len(prompts))]
     else:
         raise CLIError("no prompt: give PROMPT or --input FILE")
-    device = _device(args.device)
-    _set_threads(args.threads)
-    from tqdm.auto import tqdm
-
-    from .shapes.generate import GenerateConfig, generate
+    from .devices import check_device
+    from .shapes.generate import GenerateConfig, check_prompts, generate
 
     try:
+        check_device(args.device, "--device")  # its form; whether CUDA exists is asked after the prompt check
         config = GenerateConfig(prompts=tuple(prompts), out=args.out, num_images=args.num_images, seed=args.seed,
                                 steps=args.steps, model=args.model, scale=args.scale, parser_backend=args.parser,
                                 graph_refiner=args.graph_refiner, refine_strength=args.refine_strength,
-                                refine_steps=args.refine_steps, device=device)
+                                refine_steps=args.refine_steps, device=args.device)
+        if args.threads < 1:
+            raise ValueError(f"--threads must be >= 1, got {args.threads}")
+        # Parse and check every prompt against the model before torch and diffusers are imported (seconds).
+        checked = check_prompts(config)
     except ValueError as e:
         raise CLIError(str(e)) from None
-    with tqdm(total=len(prompts), desc="generate", file=sys.stderr, disable=len(prompts) < 50) as bar:
+    problems = checked[1]
+    for i, problem in enumerate(problems):
+        if problem is not None:
+            text = prompts[i] if len(prompts[i]) <= 60 else prompts[i][:57] + "..."
+            print(f"{where[i]} {text!r}: {problem}", file=sys.stderr)
+    todo = sum(p is None for p in problems)
+    if todo:
+        _device(args.device)
+        _set_threads(args.threads)
+    from tqdm.auto import tqdm
+
+    with tqdm(total=todo, desc="generate", file=sys.stderr, disable=todo < 50) as bar:
         try:
-            summary = generate(config, progress=bar.update)
+            summary = generate(config, progress=bar.update, on_error="skip", checked=checked)
         except (ValueError, RuntimeError) as e:
             raise CLIError(str(e)) from None
     print(json.dumps(summary))
-    return 0
+    return 1 if summary["skipped"] else 0
 
 
 # ---------------------------------------------------------------------------------------------- train-shapes
@@ -451,12 +521,14 @@ def _run_train_graph_diffusion(args: argparse.Namespace) -> int:
 
 def _add_sample_graphs(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("sample-graphs", help="sample graphs from a trained generator to edge-list JSONL",
-                       description="Sample graphs from a generator folder written by train-graph-diffusion. Output: one "
-                                   '{"num_nodes", "edges"} JSON object per line (networks), or one SceneGraph JSON v1 '
-                                   "per line for a typed scene-graph model (e.g. runs/factual_typed).")
+                       description="Sample graphs from a generator folder written by train-graph-diffusion. Output: an "
+                                   'edge-list JSONL file, one {"num_nodes", "edges"} JSON object per line (networks; '
+                                   "not SceneGraph JSON: validate/draw/convert refuse it), or SceneGraph JSONL, one "
+                                   "SceneGraph JSON v1 per line, for a typed scene-graph model (e.g. "
+                                   "runs/factual_typed).")
     p.add_argument("--model", required=True, help="generator folder")
     p.add_argument("--num", type=int, required=True, help="number of graphs")
-    p.add_argument("--out", required=True, help="output JSONL file")
+    p.add_argument("--out", required=True, help="output JSONL file (edge-list JSONL, e.g. edges.jsonl, for networks)")
     p.add_argument("--sampler", default="ddpm", help="ddim, ddpm (default), s4, pc; pard models: steps per block; "
                                                       "ignored for scene-graph models (absorbing diffusion)")
     p.add_argument("--steps", type=int, default=50, help="sampler steps (default 50)")
@@ -566,7 +638,8 @@ COMMANDS: list[tuple[str, Callable[[argparse._SubParsersAction], None], Callable
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    """The ``scenegraph-diff`` argument parser: one sub-parser per entry of :data:`COMMANDS`."""
+    parser = _ArgumentParser(
         prog="scenegraph-diff",
         description="Relation-aware text-to-image generation with scene graphs (PyG + diffusers).",
     )
@@ -579,25 +652,51 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``scenegraph-diff`` with ``argv`` (default ``sys.argv[1:]``); return the exit code.
+
+    0: done; 1: some input records or prompts were skipped (each reported on stderr); 2: bad input or
+    arguments (one line on stderr); 130: interrupted. Any other failure is reported as one line too
+    (``internal error``, exit 1); ``-v`` adds its traceback.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if not args.command:
         parser.print_help(sys.stderr)
         return 2
+    if not args.verbose:  # third-party warnings (e.g. "requires torchvision") would break the one-line contract
+        for var in ("TRANSFORMERS_VERBOSITY", "DIFFUSERS_VERBOSITY", "HF_HUB_VERBOSITY"):
+            os.environ.setdefault(var, "error")
     run = {name: r for name, _a, r in COMMANDS}[args.command]
+    prefix = f"scenegraph-diff {args.command}"
     try:
         return int(run(args) or 0)
-    except (CLIError, SceneGraphError, FileNotFoundError, IsADirectoryError, PermissionError) as e:
-        print(f"scenegraph-diff {args.command}: error: {e}", file=sys.stderr)
+    except (CLIError, SceneGraphError) as e:
+        print(f"{prefix}: error: {_one_line(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"scenegraph-diff {args.command}: interrupted", file=sys.stderr)
+        print(f"{prefix}: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:  # e.g. `scenegraph-diff parse ... | head`
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 0
+    except OSError as e:  # a missing file, a path through a file, a full disk, no permission, ...
+        reason = e.strerror if e.strerror and e.filename is not None else str(e)
+        where = f"{e.filename}: " if e.filename is not None and str(e.filename) not in reason else ""
+        print(f"{prefix}: error: {_one_line(where + reason)}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print(f"{prefix}: error: out of memory", file=sys.stderr)
+        return 1
+    except Exception as e:  # a bug: still one line (and the traceback with -v)
+        if args.verbose:
+            import traceback
+
+            traceback.print_exc()
+        print(f"{prefix}: internal error ({type(e).__name__}: {_one_line(e)[:300]}); please report it "
+              "(-v shows the traceback)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

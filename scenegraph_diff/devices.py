@@ -7,14 +7,19 @@
   generator therefore gives the same numbers whether the model runs on CPU or CUDA (and on CPU the result
   is bit-identical to a plain ``torch.randn(..., generator=g)``); a CUDA generator draws on CUDA.
   Without a generator they draw from the global RNG of the target device.
+
+torch is imported inside the functions that use it, so :func:`check_device` (run by config
+``__post_init__`` s) stays torch-free: a command can check its arguments before paying for the import.
 """
 
 from __future__ import annotations
 
-from typing import Sequence, TypeVar
+import sys
+from typing import TYPE_CHECKING, Sequence, TypeVar
 
-import torch
-from torch import Tensor
+if TYPE_CHECKING:
+    import torch
+    from torch import Tensor
 
 __all__ = ["DEVICE_CHOICES", "check_device", "resolve_device", "module_device", "ModelOnDevice", "randn", "rand",
            "randint", "multinomial"]
@@ -29,7 +34,8 @@ def check_device(device: str, name: str = "device") -> str:
     Raises:
         ValueError: naming ``name`` and the bad value.
     """
-    if isinstance(device, torch.device):
+    torch_module = sys.modules.get("torch")  # a torch.device can only exist once torch is imported
+    if torch_module is not None and isinstance(device, torch_module.device):
         device = str(device)
     ok = isinstance(device, str) and (device in DEVICE_CHOICES or (
         device.startswith("cuda:") and device[5:].isdigit()))
@@ -45,6 +51,8 @@ def resolve_device(device: str | torch.device, name: str = "device") -> torch.de
         ValueError: the string is not a device (names ``name`` and the value).
         RuntimeError: CUDA is asked for but not available (names ``name`` and the value).
     """
+    import torch
+
     device = check_device(device, name)
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -64,6 +72,8 @@ def module_device(module: torch.nn.Module) -> torch.device:
         return t.device
     for t in module.buffers():
         return t.device
+    import torch
+
     return torch.device("cpu")
 
 
@@ -93,6 +103,8 @@ def _where(generator: torch.Generator | None, device: torch.device | str | None)
 def randn(shape: Sequence[int], generator: torch.Generator | None = None, device: torch.device | str | None = None,
           dtype: torch.dtype | None = None) -> Tensor:
     """Standard normal ``shape`` tensor on ``device``, drawn on the generator's device (see the module doc)."""
+    import torch
+
     out = torch.randn(tuple(shape), generator=generator, device=_where(generator, device), dtype=dtype)
     return out if device is None else out.to(device)
 
@@ -100,6 +112,8 @@ def randn(shape: Sequence[int], generator: torch.Generator | None = None, device
 def rand(shape: Sequence[int], generator: torch.Generator | None = None, device: torch.device | str | None = None,
          dtype: torch.dtype | None = None) -> Tensor:
     """Uniform ``[0, 1)`` ``shape`` tensor on ``device``, drawn on the generator's device."""
+    import torch
+
     out = torch.rand(tuple(shape), generator=generator, device=_where(generator, device), dtype=dtype)
     return out if device is None else out.to(device)
 
@@ -107,6 +121,8 @@ def rand(shape: Sequence[int], generator: torch.Generator | None = None, device:
 def randint(low: int, high: int, shape: Sequence[int], generator: torch.Generator | None = None,
             device: torch.device | str | None = None) -> Tensor:
     """Integers in ``[low, high)`` (``int64``) on ``device``, drawn on the generator's device."""
+    import torch
+
     out = torch.randint(low, high, tuple(shape), generator=generator, device=_where(generator, device))
     return out if device is None else out.to(device)
 
@@ -114,5 +130,7 @@ def randint(low: int, high: int, shape: Sequence[int], generator: torch.Generato
 def multinomial(probs: Tensor, num_samples: int, replacement: bool = False,
                 generator: torch.Generator | None = None) -> Tensor:
     """``torch.multinomial`` of ``probs [..., K]`` drawn on the generator's device; result on ``probs.device``."""
+    import torch
+
     src = probs if generator is None else probs.to(generator.device)
     return torch.multinomial(src, num_samples, replacement=replacement, generator=generator).to(probs.device)

@@ -13,9 +13,9 @@ import tempfile
 from pathlib import Path
 from typing import IO, Callable, Iterable, Iterator, Union
 
-from .scene_graph import SceneGraph, SceneGraphError
+from .scene_graph import SceneGraph, SceneGraphError, loads_json
 
-__all__ = ["read_jsonl", "iter_jsonl", "write_jsonl", "atomic_write"]
+__all__ = ["read_jsonl", "iter_jsonl", "write_jsonl", "atomic_write", "is_edge_list"]
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -77,6 +77,26 @@ def _umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
+
+
+def is_edge_list(path: PathLike, max_bytes: int = 1 << 20) -> bool:
+    """Whether ``path`` is an edge-list JSONL file (``{"num_nodes", "edges"}`` per line, as ``sample-graphs``
+    writes for networks) rather than SceneGraph JSONL: judged on its first non-blank line (read up to
+    ``max_bytes``)."""
+    with open(path, "rb") as f:
+        while True:
+            raw = f.readline(max_bytes + 1)
+            if not raw:
+                return False
+            if raw.strip():
+                break
+    if len(raw) > max_bytes:  # a line this long is no edge list we could tell apart cheaply
+        return False
+    try:
+        first = loads_json(raw)
+    except SceneGraphError:
+        return False
+    return isinstance(first, dict) and "num_nodes" in first and "edges" in first
 
 
 def atomic_write(path: PathLike, data: bytes | str) -> None:

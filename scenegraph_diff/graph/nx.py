@@ -19,7 +19,7 @@ from typing import Any
 
 import networkx as nx
 
-from .scene_graph import Relation, SceneGraph, SceneGraphError, SceneObject
+from .scene_graph import Relation, SceneGraph, SceneGraphError, SceneObject, loads_json
 
 __all__ = ["to_networkx", "from_networkx", "write_graphml", "read_graphml"]
 
@@ -58,8 +58,11 @@ def from_networkx(g: nx.Graph) -> SceneGraph:
         d = g.nodes[i]
         if "name" not in d:
             raise SceneGraphError(f"nodes[{i}].name", "missing")
+        attributes = d.get("attributes", ())
+        if not isinstance(attributes, (list, tuple)):  # tuple("red") would be ('r', 'e', 'd')
+            raise SceneGraphError(f"nodes[{i}].attributes", f"expected a list of strings, got {attributes!r:.60}")
         try:
-            objects.append(SceneObject(d["name"], tuple(d.get("attributes", ())),
+            objects.append(SceneObject(d["name"], tuple(attributes),
                                        tuple(d["box"]) if d.get("box") is not None else None,
                                        tuple(d["span"]) if d.get("span") is not None else None))
         except SceneGraphError as e:
@@ -115,28 +118,47 @@ def write_graphml(graph: SceneGraph, path: str | Path) -> None:
 
 
 def read_graphml(path: str | Path) -> SceneGraph:
-    """Read a GraphML file written by :func:`write_graphml` (or any GraphML with the same attributes)."""
+    """Read a GraphML file written by :func:`write_graphml` (or any GraphML with the same attributes).
+
+    Raises:
+        SceneGraphError: naming the file and the field (``a.graphml: nodes[2].box: not a JSON list: ...``).
+    """
+    try:
+        return _read_graphml(path)
+    except SceneGraphError as e:
+        raise SceneGraphError(f"{path}: {e.field}", e.reason) from None
+    except (ValueError, TypeError, RecursionError) as e:  # an attribute of an unexpected type or form
+        raise SceneGraphError(f"{path}: graphml", f"malformed attribute ({type(e).__name__}: {e})") from None
+
+
+def _json_attribute(value: str, where: str) -> Any:
+    try:
+        return loads_json(value)
+    except SceneGraphError as e:
+        raise SceneGraphError(where, f"not valid JSON ({e.reason}): {value!r:.60}") from None
+
+
+def _read_graphml(path: str | Path) -> SceneGraph:
     try:
         g = nx.read_graphml(str(path), node_type=int, force_multigraph=True)
     except Exception as e:  # networkx raises a variety of parse errors
-        raise SceneGraphError("graphml", f"cannot read {path}: {e}") from None
+        raise SceneGraphError("graphml", f"not readable as GraphML ({e})") from None
     escaped = bool(g.graph.pop("json_strings", False))
     if escaped and "text" in g.graph:
-        g.graph["text"] = json.loads(g.graph["text"])
+        g.graph["text"] = _json_attribute(g.graph["text"], "text")
     for i, d in g.nodes(data=True):
         if escaped and isinstance(d.get("name"), str):
-            d["name"] = json.loads(d["name"])
+            d["name"] = _json_attribute(d["name"], f"nodes[{i}].name")
         for key in _JSON_KEYS:
             if key in d and isinstance(d[key], str):
-                try:
-                    d[key] = json.loads(d[key])
-                except json.JSONDecodeError:
-                    raise SceneGraphError(f"nodes[{i}].{key}", f"not a JSON list: {d[key]!r:.60}") from None
-    for _, _, d in g.edges(data=True):
+                d[key] = _json_attribute(d[key], f"nodes[{i}].{key}")
+                if not isinstance(d[key], list):
+                    raise SceneGraphError(f"nodes[{i}].{key}", f"not a JSON list: {d[key]!r:.60}")
+    for k, (_, _, d) in enumerate(g.edges(data=True)):
         if escaped and isinstance(d.get("predicate"), str):
-            d["predicate"] = json.loads(d["predicate"])
+            d["predicate"] = _json_attribute(d["predicate"], f"edges[{k}].predicate")
         if isinstance(d.get("span"), str):
-            d["span"] = json.loads(d["span"])
+            d["span"] = _json_attribute(d["span"], f"edges[{k}].span")
         if "index" in d:
             d["index"] = int(d["index"])
     if not g.is_directed():

@@ -6,10 +6,15 @@ instead. Output layout, for prompts ``0..P-1`` and ``num_images`` = K:
 
     DIR/00000.png, DIR/00000_1.png, ..., DIR/00000_{K-1}.png, DIR/00001.png, ...
     DIR/00000.json ...   the parsed graph of each prompt (SceneGraph JSON v1)
+    DIR/graphs.jsonl     one parsed graph per prompt, in input order
+
+Every prompt is parsed and checked against what the model can draw (:func:`check_prompts`) before torch
+and diffusers are imported, so a prompt the model cannot draw is rejected in well under a second. With
+``on_error="skip"`` such prompts are left out (no PNG or JSON file for them; ``graphs.jsonl`` still has a
+line for every prompt) and listed in the summary's ``skipped``.
 
 A relation that contradicts the ones parsed before it (a parse error: no image can satisfy both) is
 skipped with a warning; the JSON files keep the parsed graph as it came from the parser.
-    DIR/graphs.jsonl     one parsed graph per prompt, in input order
 """
 
 from __future__ import annotations
@@ -23,9 +28,10 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from ..graph.scene_graph import SceneGraph
+from ..graph.scene_graph import SceneGraph, SceneGraphError
 
-__all__ = ["GenerateConfig", "generate", "image_name"]
+__all__ = ["GenerateConfig", "generate", "check_prompts", "model_kind", "image_name"]
+
 
 logger = logging.getLogger(__name__)
 
@@ -86,6 +92,7 @@ class GenerateConfig:
             raise ValueError(f"refine_strength must be in (0, 1], got {self.refine_strength}")
         if self.refine_steps < 1:
             raise ValueError(f"refine_steps must be >= 1, got {self.refine_steps}")
+        model_kind(self.model)  # a missing folder fails here, not after the imports
         from ..devices import check_device
 
         check_device(self.device, "device")
@@ -98,7 +105,85 @@ def image_name(prompt_index: int, k: int) -> str:
 
 def _is_shapes_folder(path: Path) -> bool:
     index = path / "model_index.json"
-    return index.is_file() and json.loads(index.read_text()).get("_class_name") == "ShapesPipeline"
+    try:
+        return index.is_file() and json.loads(index.read_text(encoding="utf-8")).get("_class_name") == "ShapesPipeline"
+    except (OSError, ValueError, AttributeError):  # unreadable: not a ShapesPipeline (diffusers will say why)
+        return False
+
+
+def _resolve(model: str | None) -> tuple[str, str | Path | None]:
+    """``(kind, what to load)``: ``("shapes", None)`` for the bundled model, ``("shapes", folder)`` for a saved
+    ``ShapesPipeline``, ``("sd", folder or hub id)`` otherwise. Bundled models are accepted by name."""
+    if model is None:
+        return "shapes", None
+    if not isinstance(model, str) or not model.strip():
+        raise ValueError(f"model must be a folder, a bundled model's name or a hub id, got {model!r}")
+    from ..bundled import resolve_model
+
+    try:
+        source = resolve_model(model)
+    except FileNotFoundError as e:
+        raise ValueError(str(e)) from None
+    if Path(source).is_dir():
+        return ("shapes" if _is_shapes_folder(Path(source)) else "sd"), Path(source)
+    return "sd", source
+
+
+def model_kind(model: str | None) -> str:
+    """What ``model`` names: ``"shapes"`` (``None``: the bundled model, or a saved ``ShapesPipeline`` folder) or
+    ``"sd"`` (another folder, or a hub id for :class:`~scenegraph_diff.pipelines.SceneGraphPipeline`). Torch-free.
+
+    Raises:
+        ValueError: ``model`` looks like a local path but is no folder (e.g. ``/nonexistent``).
+    """
+    return _resolve(model)[0]
+
+
+def _shapes_problem(graph: SceneGraph) -> SceneGraphError | None:
+    """Why the shapes world cannot draw ``graph`` (``None`` when it can). Torch-free."""
+    from ..parsing.lexicon import SHAPE_PLURALS
+    from .world import COLOURS, validate_shapes_graph
+
+    for i, o in enumerate(graph.objects):
+        count = next((a for a in o.attributes if a.isdigit()), None)
+        if o.name in SHAPE_PLURALS or count not in (None, "1"):
+            colours = [a for a in o.attributes if a in COLOURS]
+            what = " ".join([count or "several", *colours, SHAPE_PLURALS.get(o.name, o.name)])
+            return SceneGraphError(f"objects[{i}]", f"{what}s: the shapes world draws each (colour, shape) at most "
+                                                    "once; name one shape per colour")
+    try:
+        validate_shapes_graph(graph)
+    except SceneGraphError as e:
+        return e
+    return None
+
+
+def check_prompts(config: GenerateConfig) -> tuple[list[SceneGraph], list[SceneGraphError | None]]:
+    """Parse every prompt and check it against what ``config.model`` can draw, without importing torch.
+
+    Returns:
+        the parsed graphs (with their prompt as ``text``; an empty graph for a prompt that is not valid
+        Unicode), and for each one ``None`` or the reason the model cannot draw it (a :class:`SceneGraphError`
+        naming the graph's field, e.g. ``objects[0].name: unknown shape 'cat' ...``). A Stable Diffusion model
+        draws any graph; the shapes model only shapes-world graphs (SHAPES.md).
+    """
+    from ..parsing import load_parser
+
+    kind = model_kind(config.model)
+    parser = load_parser(config.parser_backend)
+    graphs: list[SceneGraph] = []
+    problems: list[SceneGraphError | None] = []
+    for i, p in enumerate(config.prompts):
+        try:
+            g = parser.parse(p)
+        except SceneGraphError as e:  # not valid Unicode: no graph can hold it
+            graphs.append(SceneGraph())
+            problems.append(e)
+            continue
+        g = g if g.text is not None else SceneGraph(g.objects, g.relations, p)
+        graphs.append(g)
+        problems.append(_shapes_problem(g) if kind == "shapes" else None)
+    return graphs, problems
 
 
 def _save_png(image: np.ndarray, path: Path, scale: int) -> None:
@@ -109,51 +194,72 @@ def _save_png(image: np.ndarray, path: Path, scale: int) -> None:
     Image.fromarray(image).save(path)
 
 
-def generate(config: GenerateConfig, progress: Callable[[int], None] | None = None) -> dict:
-    """Run the generation described by ``config``; return a summary dict (files, graphs, seconds).
+def generate(config: GenerateConfig, progress: Callable[[int], None] | None = None,
+             on_error: str = "raise",
+             checked: tuple[list[SceneGraph], list[SceneGraphError | None]] | None = None) -> dict:
+    """Run the generation described by ``config``; return a summary dict (files, graphs, skipped prompts, seconds).
+
+    Args:
+        config: what to generate.
+        progress: called with ``1`` after each prompt's files are written.
+        on_error: what to do with a prompt the model cannot draw (see :func:`check_prompts`): ``"raise"`` its
+            :class:`SceneGraphError` (before anything is written), or ``"skip"`` it, listing it in the summary's
+            ``skipped`` as ``{"prompt": i, "error": message}`` (when no prompt is left, nothing is written).
+        checked: what :func:`check_prompts` returned for ``config``, when the caller already ran it.
 
     Raises:
+        SceneGraphError: ``on_error="raise"`` and a prompt the model cannot draw (field ``prompt[i]. ...``).
         RuntimeError: ``config.device`` names CUDA but CUDA is not available.
     """
+    if on_error not in ("raise", "skip"):
+        raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+    t0 = time.perf_counter()
+    out = Path(config.out)
+    graphs, problems = checked if checked is not None else check_prompts(config)  # before torch: fast rejection
+    graphs = list(graphs)
+    skipped = [{"prompt": i, "error": str(e)} for i, e in enumerate(problems) if e is not None]
+    if skipped and on_error == "raise":
+        i = skipped[0]["prompt"]
+        raise problems[i].with_prefix(f"prompt[{i}]")  # type: ignore[union-attr]
+    keep = [i for i, e in enumerate(problems) if e is None]
+    summary = {"out": str(out), "images": [], "graphs": str(out / "graphs.jsonl"), "num_prompts": len(graphs),
+               "skipped": skipped}
+    if not keep:
+        return {**summary, "graphs": None, "seconds": round(time.perf_counter() - t0, 3)}
     import torch
 
     from ..devices import resolve_device
 
     device = resolve_device(config.device, "device")  # fail before any work
-    t0 = time.perf_counter()
-    out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
-    from ..parsing import load_parser
-
-    parser = load_parser(config.parser_backend)
-    graphs: list[SceneGraph] = []
-    for p in config.prompts:
-        g = parser.parse(p) if hasattr(parser, "parse") else parser(p)  # type: ignore[operator]
-        graphs.append(g if g.text is not None else SceneGraph(g.objects, g.relations, p))
+    todo = [graphs[i] for i in keep]
     if config.graph_refiner is not None:
         from ..diffusion import SceneGraphRefiner
 
         refiner = SceneGraphRefiner.from_pretrained(config.graph_refiner).to(device)
         # Its own generator: refining never shifts the image noise.
-        graphs = refiner.refine(graphs, strength=config.refine_strength, num_steps=config.refine_steps,
-                                generator=torch.Generator().manual_seed(config.seed + 1))
+        todo = refiner.refine(todo, strength=config.refine_strength, num_steps=config.refine_steps,
+                              generator=torch.Generator().manual_seed(config.seed + 1))
+        for i, g in zip(keep, todo):
+            graphs[i] = g
     generator = torch.Generator().manual_seed(config.seed)
     files: list[str] = []
-    if config.model is None or _is_shapes_folder(Path(config.model)):
+    kind, source = _resolve(config.model)
+    if kind == "shapes":
         from .pipeline import DEFAULT_STEPS, ShapesPipeline
 
-        pipe = ShapesPipeline.from_bundled() if config.model is None else ShapesPipeline.from_pretrained(config.model)
+        pipe = ShapesPipeline.from_bundled() if source is None else ShapesPipeline.from_pretrained(source)
         pipe.to(device)
-        result = pipe(graphs, num_images_per_prompt=config.num_images, generator=generator,
+        result = pipe(todo, num_images_per_prompt=config.num_images, generator=generator,
                       num_inference_steps=config.steps or DEFAULT_STEPS, batch_size=config.batch_size,
                       drop_contradictory=True)
         images = list(result.images)
     else:
-        images = _generate_sd(config, graphs, generator, device)
-    for i in range(len(graphs)):
+        images = _generate_sd(config, source, todo, generator, device)
+    for j, i in enumerate(keep):
         for k in range(config.num_images):
             path = out / image_name(i, k)
-            _save_png(images[i * config.num_images + k], path, config.scale)
+            _save_png(images[j * config.num_images + k], path, config.scale)
             files.append(str(path))
         (out / f"{i:05d}.json").write_text(graphs[i].to_json() + "\n", encoding="utf-8")
         if progress is not None:
@@ -161,19 +267,24 @@ def generate(config: GenerateConfig, progress: Callable[[int], None] | None = No
     from ..graph import write_jsonl
 
     write_jsonl(out / "graphs.jsonl", graphs)
-    return {"out": str(out), "images": files, "graphs": str(out / "graphs.jsonl"), "num_prompts": len(graphs),
-            "seconds": round(time.perf_counter() - t0, 3)}
+    return {**summary, "images": files, "seconds": round(time.perf_counter() - t0, 3)}
 
 
-def _generate_sd(config: GenerateConfig, graphs: Sequence[SceneGraph], generator: object,
+def _generate_sd(config: GenerateConfig, source: str | Path | None, graphs: Sequence[SceneGraph], generator: object,
                  device: object = "cpu") -> list[np.ndarray]:
-    """Images from a Stable Diffusion checkpoint through ``SceneGraphPipeline`` (loaded from ``config.model``)
-    on ``device`` (``generator`` stays on CPU: diffusers draws the latents there and moves them)."""
+    """Images from a Stable Diffusion checkpoint through ``SceneGraphPipeline`` (loaded from ``source``: the
+    folder or hub id ``config.model`` names) on ``device`` (``generator`` stays on CPU: diffusers draws the latents
+    there and moves them)."""
     try:
         from ..pipelines import SceneGraphPipeline
     except ImportError as e:
         raise RuntimeError(f"--model {config.model!r} needs scenegraph_diff.pipelines.SceneGraphPipeline: {e}") from e
-    pipe = SceneGraphPipeline.from_pretrained(config.model).to(device)
+    try:
+        pipe = SceneGraphPipeline.from_pretrained(str(source)).to(device)
+    except (OSError, ValueError) as e:  # not a pipeline folder, hub id not found / offline, ...
+        reason = " ".join(str(e).split())
+        reason = reason if len(reason) <= 400 else reason[:397] + "..."
+        raise RuntimeError(f"model {config.model!r}: cannot load a Stable Diffusion pipeline: {reason}") from None
     images: list[np.ndarray] = []
     kwargs = {} if config.steps is None else {"num_inference_steps": config.steps}
     for g in graphs:

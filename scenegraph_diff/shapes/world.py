@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
-import torch
 
 from ..graph.scene_graph import Relation, SceneGraph, SceneGraphError, SceneObject
+
+if TYPE_CHECKING:  # torch is imported where randomness is drawn: checking a graph stays torch-free (fast)
+    import torch
 
 __all__ = [
     "COLOURS", "COLOUR_NAMES", "SHAPES", "PREDICATES", "PALETTE", "BACKGROUND",
@@ -246,6 +248,8 @@ def drop_contradictions(graph: SceneGraph) -> tuple[SceneGraph, list[int]]:
 
 def _randint(generator: torch.Generator | None, low: int, high: int, n: int) -> list[int]:
     """``n`` integers uniform in ``[low, high]`` (inclusive)."""
+    import torch
+
     return torch.randint(low, high + 1, (n,), generator=generator).tolist()
 
 
@@ -255,6 +259,8 @@ def sample_layout(graph: SceneGraph, generator: torch.Generator | None = None, s
 
     Raises :class:`SceneGraphError` if the relations contradict each other or no layout was found.
     """
+    import torch
+
     size = _check_size(size)
     validate_shapes_graph(graph)
     _check_consistent(graph)
@@ -301,6 +307,8 @@ def render(graph: SceneGraph, generator: torch.Generator | None = None, size: in
 
 
 def _choice(generator: torch.Generator | None, n: int) -> int:
+    import torch
+
     return int(torch.randint(0, n, (1,), generator=generator))
 
 
@@ -344,6 +352,8 @@ def sample_scene(generator: torch.Generator | None = None, size: int = 32, num_o
     ``render(graph)`` of the boxes satisfies it. ``num_objects`` / ``num_relations`` fix the counts
     (``num_relations`` is capped by what the layout allows).
     """
+    import torch
+
     size = _check_size(size)
     if num_objects is None:
         num_objects = _randint(generator, 1, 3, 1)[0]

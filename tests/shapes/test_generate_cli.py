@@ -67,9 +67,75 @@ def test_generate_bad_input(argv: list[str], message: str, capsys) -> None:
 
 
 def test_generate_rejects_a_prompt_outside_the_shapes_world(tiny_model: str, tmp_path, capsys) -> None:
-    rc = main(["generate", "a cat on a mat", "--out", str(tmp_path), "--model", tiny_model, "--parser", "rules"])
-    assert rc == 2
-    assert "unknown shape 'cat'" in capsys.readouterr().err
+    rc = main(["generate", "a cat on a mat", "--out", str(tmp_path / "o"), "--model", tiny_model, "--parser", "rules"])
+    assert rc == 1
+    out, err = capsys.readouterr()
+    assert err == ("prompt 0 'a cat on a mat': objects[0].name: unknown shape 'cat' "
+                   "(expected one of circle, square, triangle)\n")
+    assert json.loads(out)["skipped"] == [{"prompt": 0, "error": err.split(": ", 1)[1].strip()}]
+    assert not (tmp_path / "o").exists()  # nothing to draw: nothing written
+
+
+def test_several_prompt_arguments_are_several_prompts(tiny_model: str, tmp_path, capsys) -> None:
+    """As for `parse`: two arguments are two prompts (they were joined into one)."""
+    prompts = ["a red circle", "a blue square above a green triangle"]
+    assert main(["generate", *prompts, "--out", str(tmp_path), "--model", tiny_model, "--steps", "1",
+                 "--parser", "rules"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["num_prompts"] == 2
+    assert [p.rsplit("/", 1)[1] for p in summary["images"]] == ["00000.png", "00001.png"]
+    assert [g.text for g in read_jsonl(tmp_path / "graphs.jsonl")] == prompts
+
+
+def test_bad_prompts_are_skipped_and_reported(tiny_model: str, tmp_path, capsys) -> None:
+    """One bad line no longer aborts the batch: every other prompt is drawn, each bad one is one stderr line."""
+    lines = ["a cyan square", "a cat on a dog", "", "three red circles", "a red circle left of a red circle",
+             "a green triangle"]
+    (tmp_path / "p.txt").write_text("\n".join(lines) + "\n")
+    rc = main(["generate", "--input", str(tmp_path / "p.txt"), "--out", str(tmp_path / "o"), "--model", tiny_model,
+               "--steps", "1", "--parser", "rules"])
+    assert rc == 1
+    out, err = capsys.readouterr()
+    assert err.splitlines() == [
+        "line 2 'a cat on a dog': objects[0].name: unknown shape 'cat' (expected one of circle, square, triangle)",
+        "line 4 'three red circles': objects[0]: 3 red circles: the shapes world draws each (colour, shape) at most "
+        "once; name one shape per colour",
+        "line 5 'a red circle left of a red circle': objects: (colour, shape) pairs must be distinct, got "
+        "[('red', 'circle'), ('red', 'circle')]",
+    ]
+    summary = json.loads(out)
+    assert [s["prompt"] for s in summary["skipped"]] == [1, 2, 3]
+    assert sorted(p.name for p in (tmp_path / "o").glob("*.png")) == ["00000.png", "00004.png"]
+    assert sorted(p.name for p in (tmp_path / "o").glob("0*.json")) == ["00000.json", "00004.json"]
+    graphs = list(read_jsonl(tmp_path / "o" / "graphs.jsonl"))
+    assert [g.text for g in graphs] == [t for t in lines if t]  # one parsed graph per prompt, skipped ones too
+    assert graphs[3].num_objects == 2 and graphs[3].triplets() == [("circle", "left of", "circle")]
+
+
+def test_library_generate_raises_on_a_bad_prompt_before_writing(tiny_model: str, tmp_path) -> None:
+    from scenegraph_diff.graph import SceneGraphError
+    from scenegraph_diff.shapes.generate import GenerateConfig, generate
+
+    config = GenerateConfig(prompts=("a cyan square", "two blue squares"), out=str(tmp_path / "o"), model=tiny_model)
+    with pytest.raises(SceneGraphError, match=r"^prompt\[1\]\.objects\[0\]: 2 blue squares: the shapes world"):
+        generate(config)
+    assert not (tmp_path / "o").exists()
+    summary = generate(config, on_error="skip")
+    assert [s["prompt"] for s in summary["skipped"]] == [1] and len(summary["images"]) == 1
+
+
+def test_a_rejected_prompt_never_imports_torch(tmp_path) -> None:
+    """The bundled model, a prompt it cannot draw: rejected before torch / diffusers are imported (< 1 s)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, time; t = time.perf_counter(); from scenegraph_diff.cli import main; "
+            f"rc = main(['generate', 'a cat on a dog', 'three red circles', '--out', {str(tmp_path / 'o')!r}]); "
+            "print(rc, [m for m in ('torch', 'diffusers', 'transformers') if m in sys.modules], "
+            "round(time.perf_counter() - t, 2))")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert p.stdout.strip().splitlines()[-1].startswith("1 []"), (p.stdout, p.stderr)  # exit code 1, no torch
+    assert len(p.stderr.splitlines()) == 2 and "Traceback" not in p.stderr
 
 
 def test_generate_with_a_stable_diffusion_folder(tmp_path, capsys) -> None:
