@@ -32,7 +32,7 @@ import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -305,14 +305,16 @@ def evaluate_rectification(pipe: "SceneGraphPipeline", data: PreparedData, num_s
     return {"positive": sum(pos) / len(pos), "negative": sum(neg) / len(neg)}
 
 
-def train_rectification(pipe: "SceneGraphPipeline", examples: Sequence[RectificationExample],
+def train_rectification(pipe: "SceneGraphPipeline", examples: Sequence[RectificationExample] | Callable[..., Any],
                         config: RectificationConfig, train_config: Any, resume: bool = False) -> list[dict[str, float]]:
     """Train ``pipe.graph_encoder`` and ``pipe.graph_conditioner`` in place with the RRNet objective.
 
     Args:
         pipe: a :class:`~scenegraph_diff.pipelines.SceneGraphPipeline`; its UNet, VAE and text encoder are
             frozen (``requires_grad_(False)``).
-        examples: e.g. a :class:`RectificationDataset`.
+        examples: e.g. a :class:`RectificationDataset`; or a batch source ``batches(step, generator) -> dict`` that
+            yields :func:`rectification_step`'s inputs itself (e.g. :class:`~scenegraph_diff.shapes.swap_pairs.SwapPairStream`,
+            which renders swap pairs on the fly; ``config.batch_size`` and ``resolution`` are then the source's).
         config: the objective's settings.
         train_config: a :class:`~scenegraph_diff.training.TrainConfig` (RRNet: 500 steps, AdamW, lr 3e-4).
         resume: continue from the newest checkpoint in ``train_config.output_dir``.
@@ -323,7 +325,8 @@ def train_rectification(pipe: "SceneGraphPipeline", examples: Sequence[Rectifica
     """
     from ..training import Trainer
 
-    if len(examples) == 0:
+    streaming = callable(examples)
+    if not streaming and len(examples) == 0:  # type: ignore[arg-type]
         raise ValueError("train_rectification: no examples")
     for module in (pipe.unet, pipe.vae, pipe.text_encoder):
         module.requires_grad_(False)
@@ -333,12 +336,16 @@ def train_rectification(pipe: "SceneGraphPipeline", examples: Sequence[Rectifica
         from ..training import distributed_env
 
         trainer_device = torch.device("cuda", distributed_env()[2])
-    data = prepare_rectification(pipe, list(examples), config.resolution, trainer_device)
     model = Rectifier(pipe.graph_encoder, pipe.graph_conditioner).train()
     step_fn = rectification_step(pipe.unet, pipe.scheduler, config)
+    if streaming:
+        pipe.to(trainer_device)
+        batches = examples
+    else:
+        data = prepare_rectification(pipe, list(examples), config.resolution, trainer_device)  # type: ignore[arg-type]
 
-    def batches(step: int, generator: torch.Generator) -> dict[str, Any]:
-        return data.sample(config.batch_size, generator)
+        def batches(step: int, generator: torch.Generator) -> dict[str, Any]:
+            return data.sample(config.batch_size, generator)
 
     trainer = Trainer(model, step_fn, train_config)
     history = trainer.fit(batches, resume=resume)
@@ -354,10 +361,16 @@ class RectificationRunConfig:
     """Everything ``scenegraph-diff train-rectification`` needs (see :func:`run_rectification`).
 
     Args:
-        data_root: folder with ``<relation>/index.json`` sub-folders.
+        data_root: folder with ``<relation>/index.json`` sub-folders (``data="folder"``).
         output_dir: run folder: checkpoints, ``graph_encoder/``, ``graph_conditioner/``, ``loss.png``.
-        model: a local SD 1.x/2.x pipeline folder (or hub id, if reachable), or ``"tiny"`` for
-            :func:`~scenegraph_diff.pipelines.testing.tiny_sd_components` (offline demos).
+        model: a bundled model name (``sd-shapes``), a local SD 1.x/2.x pipeline folder (or hub id, if reachable),
+            or ``"tiny"`` for :func:`~scenegraph_diff.pipelines.testing.tiny_sd_components` (offline demos).
+        data: ``"folder"`` (RRNet's layout under ``data_root``) or ``"shapes"`` (swap pairs of the shapes world
+            rendered on the fly, :class:`~scenegraph_diff.shapes.swap_pairs.SwapPairStream`: all four predicates,
+            1–3 objects, 0–3 relations; ``objective.batch_size`` scenes per step).
+        use_tokens: a fresh conditioner also writes per-token offsets (object / relation words); ``False`` =
+            RRNet's EOT-only offset.
+        min_relations: with ``data="shapes"``, draw only scenes with at least this many relations.
         relations: relation folders to use (default: all).
         graph_encoder: optional folder of a pretrained :class:`~scenegraph_diff.nn.SceneGraphEncoder`.
         conv: ``"hgcn"`` (RRNet) or ``"rhgnn"`` for a fresh encoder.
@@ -366,9 +379,12 @@ class RectificationRunConfig:
         objective: the :class:`RectificationConfig`.
     """
 
-    data_root: str
+    data_root: str | None = None
     output_dir: str = "runs/rectification"
     model: str = "tiny"
+    data: str = "folder"
+    use_tokens: bool = True
+    min_relations: int = 0
     relations: tuple[str, ...] | None = None
     graph_encoder: str | None = None
     conv: str = "hgcn"
@@ -390,6 +406,10 @@ class RectificationRunConfig:
             raise ValueError(f"lr must be > 0, got {self.lr}")
         if self.conv not in ("hgcn", "rhgnn"):
             raise ValueError(f"conv must be 'hgcn' or 'rhgnn', got {self.conv!r}")
+        if self.data not in ("folder", "shapes"):
+            raise ValueError(f"data must be 'folder' or 'shapes', got {self.data!r}")
+        if self.data == "folder" and not self.data_root:
+            raise ValueError("data='folder' needs data_root (a folder with <relation>/index.json sub-folders)")
 
 
 def run_rectification(config: RectificationRunConfig, resume: bool = False) -> dict[str, Any]:
@@ -399,7 +419,8 @@ def run_rectification(config: RectificationRunConfig, resume: bool = False) -> d
         ``{"graph_encoder": path, "graph_conditioner": path, "plot": path, "steps": n, "first": {...},
         "last": {...}}`` (``first`` / ``last``: mean losses over the first / last 10 % of the steps).
     """
-    examples = RectificationDataset(config.data_root, config.relations)  # fail fast on bad data
+    examples = (RectificationDataset(config.data_root, config.relations)  # fail fast on bad data
+                if config.data == "folder" else None)
 
     from ..nn.encoders import SceneGraphEncoder
     from ..pipelines.scene_graph import SceneGraphPipeline
@@ -412,18 +433,26 @@ def run_rectification(config: RectificationRunConfig, resume: bool = False) -> d
         components = tiny_sd_components(seed=config.seed)
         if encoder is None:
             encoder = _fresh_encoder(components["text_encoder"], components["unet"], config)
-        pipe = SceneGraphPipeline(**components, graph_encoder=encoder)
+        from .conditioner import GraphConditioner
+
+        conditioner = GraphConditioner(graph_dim=encoder.config.out_channels,
+                                       embed_dim=components["unet"].config.cross_attention_dim, use_tokens=config.use_tokens)
+        pipe = SceneGraphPipeline(**components, graph_encoder=encoder, graph_conditioner=conditioner)
     else:
+        from ..bundled import resolve_model
+
+        model_path = resolve_model(config.model)
         kwargs: dict[str, Any] = {"safety_checker": None}
         if encoder is not None:
             kwargs["graph_encoder"] = encoder
-        pipe = SceneGraphPipeline.from_pretrained(config.model, **kwargs)
-        if encoder is None and not (Path(config.model) / "graph_encoder").is_dir():
+        pipe = SceneGraphPipeline.from_pretrained(model_path, **kwargs)
+        if encoder is None and not (Path(model_path) / "graph_encoder").is_dir():
             from .conditioner import GraphConditioner
 
             fresh = _fresh_encoder(pipe.text_encoder, pipe.unet, config)
             pipe.register_modules(graph_encoder=fresh.to(pipe.unet.device), graph_conditioner=GraphConditioner(
-                graph_dim=fresh.config.out_channels, embed_dim=pipe.unet.config.cross_attention_dim).to(pipe.unet.device))
+                graph_dim=fresh.config.out_channels, embed_dim=pipe.unet.config.cross_attention_dim,
+                use_tokens=config.use_tokens).to(pipe.unet.device))
     pipe.set_progress_bar_config(disable=True)
     train_config = TrainConfig(
         max_steps=config.max_steps, lr=config.lr, optimizer="adamw", grad_clip=config.grad_clip,
@@ -431,7 +460,14 @@ def run_rectification(config: RectificationRunConfig, resume: bool = False) -> d
         seed=config.seed, num_threads=config.num_threads, device=config.device, progress=config.progress,
         ddp_find_unused_parameters=True,  # graphs without attributes leave attribute weights unused
     )
-    history = train_rectification(pipe, examples, config.objective, train_config, resume=resume)
+    if examples is None:
+        from ..shapes.swap_pairs import SwapPairStream
+
+        size = pipe.unet.config.sample_size * pipe.vae_scale_factor
+        source: Any = SwapPairStream(pipe, config.objective.batch_size, size=size, min_relations=config.min_relations)
+    else:
+        source = examples
+    history = train_rectification(pipe, source, config.objective, train_config, resume=resume)
     out = Path(config.output_dir)
     result: dict[str, Any] = {"steps": len(history)}
     if distributed_env()[0] == 0:

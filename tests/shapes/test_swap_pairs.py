@@ -74,3 +74,31 @@ def test_bad_arguments_name_the_value(pipe):
         SwapPairStream(pipe, batch_size=0)
     with pytest.raises(ValueError, match="min_relations"):
         SwapPairStream(pipe, batch_size=2, min_relations=4)
+
+
+@pytest.mark.parametrize("use_tokens", [True, False])
+def test_run_rectification_on_shapes_swap_pairs(tmp_path, use_tokens):
+    from scenegraph_diff.conditioning.rectification import (
+        RectificationConfig,
+        RectificationRunConfig,
+        run_rectification,
+    )
+    from scenegraph_diff.conditioning import GraphConditioner
+
+    cfg = RectificationRunConfig(data="shapes", model="tiny", output_dir=str(tmp_path), max_steps=2,
+                                 checkpoint_every=None, device="cpu", progress=False, use_tokens=use_tokens,
+                                 objective=RectificationConfig(batch_size=2))
+    result = run_rectification(cfg)
+    assert result["steps"] == 2
+    cond = GraphConditioner.from_pretrained(result["graph_conditioner"])
+    assert (cond.proj_token is not None) == use_tokens
+    assert not cond.is_identity  # the gates moved
+
+
+def test_folder_data_needs_a_root():
+    from scenegraph_diff.conditioning.rectification import RectificationRunConfig
+
+    with pytest.raises(ValueError, match="data_root"):
+        RectificationRunConfig(data="folder")
+    with pytest.raises(ValueError, match="data must be"):
+        RectificationRunConfig(data="pictures")
