@@ -212,7 +212,24 @@ def _only_scene_graph_errors(call, arg) -> SceneGraph | None:
         return None
 
 
+def _corrupt(rng: random.Random, data: bytes) -> bytes:
+    """Byte-level damage: truncation, junk bytes, a 5,000-digit number, a BOM, a doubled line."""
+    r = rng.random()
+    pos = rng.randint(0, len(data))
+    if r < 0.3:
+        return data[:pos]
+    if r < 0.4:  # longer than int_max_str_digits where a number is (or is not) expected
+        at = data.find(b"0.") if rng.random() < 0.7 else pos
+        return data[:max(at, 0)] + b"9" * 5000 + data[max(at, 0):]
+    if r < 0.7:
+        return data[:pos] + bytes(rng.randrange(256) for _ in range(rng.randint(1, 4))) + data[pos:]
+    if r < 0.85:
+        return b"\xef\xbb\xbf" + data
+    return data + b"\r\n" + data
+
+
 def test_fuzz_20000_mutations_of_valid_documents():
+    """20,000 seeded mutations, each through from_dict, from_json and the JSONL reader (with byte damage)."""
     rng = random.Random(18)
     docs = [GOOD, {"objects": [{"name": "cat"}, {"name": "dog", "box": [0, 0, 1, 1]}],
                    "relations": [{"subject": 1, "predicate": "on", "object": 0}]}]
@@ -220,16 +237,17 @@ def test_fuzz_20000_mutations_of_valid_documents():
     for i in range(20_000):
         d = _mutate(rng, docs[i % 2])
         g = _only_scene_graph_errors(SceneGraph.from_dict, d)
-        if i % 10 == 0:  # through JSON text and the JSONL reader too (a tenth: the encoder is slow on deep lists)
-            try:
-                text = json.dumps(d, allow_nan=True)
-            except (ValueError, RecursionError):  # not serialisable (e.g. an integer too long for str())
-                text = None
-            if text is not None:
-                g2 = _only_scene_graph_errors(SceneGraph.from_json, text)
-                assert (g2 is None) == (g is None) or "NaN" in text or "Infinity" in text
-                for _, item in iter_jsonl(io.BytesIO(text.encode("utf-8", "surrogatepass") + b"\n")):
-                    assert isinstance(item, (SceneGraph, SceneGraphError))
+        try:
+            data = json.dumps(d, allow_nan=True).encode()
+        except (ValueError, RecursionError):  # not serialisable (an integer too long for str(), deep nesting)
+            data = json.dumps(docs[i % 2]).encode()
+        g2 = _only_scene_graph_errors(SceneGraph.from_json, data)
+        if g is not None and b"NaN" not in data and b"Infinity" not in data:
+            assert g2 == g  # the JSON text of an accepted dict is accepted, as the same graph
+        damaged = _corrupt(rng, data)
+        items = list(iter_jsonl(io.BytesIO(data + b"\n" + damaged + b"\n")))
+        assert all(isinstance(item, (SceneGraph, SceneGraphError)) for _, item in items)
+        assert all("\n" not in str(item) for _, item in items if isinstance(item, SceneGraphError))
         if g is not None:
             accepted += 1
             assert SceneGraph.from_json(g.to_json()) == g
