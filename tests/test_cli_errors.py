@@ -159,3 +159,13 @@ def test_convert_bad_graphml_names_the_file_once(files, capsys, body):
     rc = main(["convert", str(files / "bad.graphml"), "-o", str(files / "x.jsonl")])
     err = _one_line_error(capsys, rc, 2, f"{files / 'bad.graphml'}: ")
     assert err.count("bad.graphml") == 1
+
+
+def test_draw_labels_with_dollar_signs_are_plain_text(files, capsys):
+    """A valid graph whose labels look like broken mathtext ("$x^{$") made matplotlib raise."""
+    g = SceneGraph.from_dict({"text": "costs $5 and $x^{ here", "objects": [{"name": "$x^{$", "attributes": ["$_{$"]},
+                                                                       {"name": "dog"}],
+                              "relations": [{"subject": 0, "predicate": "$\\sqrt{$", "object": 1}]})
+    (files / "dollar.jsonl").write_text(g.to_json() + "\n")
+    assert main(["draw", str(files / "dollar.jsonl"), "--out", str(files / "png")]) == 0
+    assert (files / "png" / "00000.png").is_file()

@@ -30,7 +30,10 @@ def layout(graph: SceneGraph, seed: int = 0) -> dict[tuple[str, int], tuple[floa
 
 
 def draw(graph: SceneGraph, path: str | Path | None = None, dpi: int = 100, title: str | None = None) -> Any:
-    """Render ``graph``; save to ``path`` (PNG) when given. Returns the matplotlib figure (closed if saved)."""
+    """Render ``graph``; save to ``path`` (PNG) when given. Returns the matplotlib figure (closed if saved).
+
+    Labels are drawn as plain text (a ``$`` in a label is not mathtext).
+    """
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -44,18 +47,19 @@ def draw(graph: SceneGraph, path: str | Path | None = None, dpi: int = 100, titl
     ax.set_axis_off()
     caption = title if title is not None else graph.text
     if caption:
-        ax.set_title(caption if len(caption) < 90 else caption[:87] + "...", fontsize=9)
+        ax.set_title(caption if len(caption) < 90 else caption[:87] + "...", fontsize=9, parse_math=False)
     if not pos:
         ax.text(0.5, 0.5, "(empty graph)", ha="center", va="center", transform=ax.transAxes, color="grey")
     texts = {}
     for i, o in enumerate(graph.objects):
         label = o.name + (f"\n({', '.join(o.attributes)})" if o.attributes else "")
         x, y = pos[("o", i)]
-        texts[("o", i)] = ax.text(x, y, label, ha="center", va="center", fontsize=9, zorder=3,
+        texts[("o", i)] = ax.text(x, y, label, ha="center", va="center", fontsize=9, zorder=3, parse_math=False,
                                   bbox=dict(boxstyle="round,pad=0.4", fc="#dbe9f6", ec="#3b6ea5"))
     for k, r in enumerate(graph.relations):
         x, y = pos[("r", k)]
         texts[("r", k)] = ax.text(x, y, r.predicate, ha="center", va="center", fontsize=8, zorder=3, style="italic",
+                                  parse_math=False,
                                   bbox=dict(boxstyle="ellipse,pad=0.3", fc="#fbe5c8", ec="#c07a1e"))
     for k, r in enumerate(graph.relations):
         for a, b in ((("o", r.subject), ("r", k)), (("r", k), ("o", r.object))):
