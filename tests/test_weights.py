@@ -227,3 +227,21 @@ def test_parser_weights_load_aligned():
 
     state = LearnedParser.from_pretrained().model.state
     assert state and all(v.ctypes.data % ALIGNMENT == 0 and v.dtype == np.float32 for v in state.values())
+
+
+@pytest.mark.parametrize("name", ["edge", "gdss", "pard"])
+def test_graph_generators_load_aligned(tmp_path, name):
+    from scenegraph_diff.diffusion.gdss import GDSSScoreModel
+    from scenegraph_diff.diffusion.pard import PARDModel
+    from scenegraph_diff.diffusion.ppgn import EdgeDenoiser
+
+    klass, kwargs = {"edge": (EdgeDenoiser, dict(channels=8, num_layers=2)),
+                     "gdss": (GDSSScoreModel, dict(num_features=4, hidden=8)),
+                     "pard": (PARDModel, dict(channels=8, num_layers=2, max_block=4, max_nodes=6))}[name]
+    torch.manual_seed(0)
+    model = klass(**kwargs)
+    model.save_pretrained(tmp_path)
+    loaded = klass.from_pretrained(tmp_path)
+    assert _all_owned_and_aligned(loaded)
+    for (k, a), (_, b) in zip(model.state_dict().items(), loaded.state_dict().items()):
+        assert torch.equal(a, b), k

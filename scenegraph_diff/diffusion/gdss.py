@@ -25,6 +25,7 @@ from diffusers.models.modeling_utils import ModelMixin
 from torch import Tensor, nn
 
 from ..devices import ModelOnDevice, check_device, randint
+from ..weights import AlignedLoadingMixin
 from .data import NodeCountSampler, adjacency_to_graphs, graphs_to_adjacency
 from .losses import dsm_loss
 from .samplers import PCSampler, S4Sampler
@@ -131,7 +132,7 @@ class ScoreNetworkA(nn.Module):
         return mask_adjacency(0.5 * (out + out.transpose(1, 2)), node_mask)
 
 
-class GDSSScoreModel(ModelMixin, ConfigMixin):
+class GDSSScoreModel(AlignedLoadingMixin, ModelMixin, ConfigMixin):
     """The pair of GDSS networks; ``forward(X_t, A_t, node_mask) -> (ε̂_X, ε̂_A)``."""
 
     @register_to_config

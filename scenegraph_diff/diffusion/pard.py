@@ -29,6 +29,7 @@ from diffusers.models.modeling_utils import ModelMixin
 from torch import Tensor, nn
 
 from ..devices import ModelOnDevice, check_device, multinomial, randint
+from ..weights import AlignedLoadingMixin
 from .data import adjacency_to_graphs, graphs_to_adjacency
 from .losses import sample_time
 from .ppgn import EdgeDenoiser
@@ -59,7 +60,7 @@ def peeling_blocks(num_nodes: int, edges: Sequence[Sequence[int]]) -> list[list[
     return peeled[::-1]
 
 
-class PARDModel(ModelMixin, ConfigMixin):
+class PARDModel(AlignedLoadingMixin, ModelMixin, ConfigMixin):
     """Shared block denoiser + block-size head.
 
     Args:

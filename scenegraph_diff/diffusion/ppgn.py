@@ -27,6 +27,8 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from torch import Tensor, nn
 
+from ..weights import AlignedLoadingMixin
+
 __all__ = ["EdgeDenoiser", "timestep_embedding"]
 
 MASKED_LOGIT = -30.0
@@ -61,7 +63,7 @@ class _PPGNLayer(nn.Module):
         return (h + upd * (1 + gamma) + beta) * pair_mask
 
 
-class EdgeDenoiser(ModelMixin, ConfigMixin):
+class EdgeDenoiser(AlignedLoadingMixin, ModelMixin, ConfigMixin):
     """Predicts clean-edge logits from a noisy adjacency, the diffusion time and optional conditions.
 
     Args:

@@ -31,6 +31,7 @@ from diffusers.models.modeling_utils import ModelMixin
 from torch import Tensor, nn
 
 from ..devices import multinomial, rand
+from ..weights import AlignedLoadingMixin
 from .ppgn import timestep_embedding
 
 __all__ = ["SceneGraphDenoiser", "TypedGraphBatch", "TypedDiffusion", "pair_geometry", "GEOM_DIM"]
@@ -116,7 +117,7 @@ class _Layer(nn.Module):
         return h * m[..., None], e * (m[:, :, None] * m[:, None, :])[..., None]
 
 
-class SceneGraphDenoiser(ModelMixin, ConfigMixin):
+class SceneGraphDenoiser(AlignedLoadingMixin, ModelMixin, ConfigMixin):
     """Predicts clean node classes and edge states from a partially masked typed graph.
 
     Args:
