@@ -371,6 +371,8 @@ class RectificationRunConfig:
         use_tokens: a fresh conditioner also writes per-token offsets (object / relation words); ``False`` =
             RRNet's EOT-only offset.
         min_relations: with ``data="shapes"``, draw only scenes with at least this many relations.
+        save_pipeline: also write the whole trained ``SceneGraphPipeline`` to ``output_dir/pipeline`` (loadable by
+            ``SceneGraphPipeline.from_pretrained`` and ``scenegraph-diff generate --model``).
         relations: relation folders to use (default: all).
         graph_encoder: optional folder of a pretrained :class:`~scenegraph_diff.nn.SceneGraphEncoder`.
         conv: ``"hgcn"`` (RRNet) or ``"rhgnn"`` for a fresh encoder.
@@ -385,6 +387,7 @@ class RectificationRunConfig:
     data: str = "folder"
     use_tokens: bool = True
     min_relations: int = 0
+    save_pipeline: bool = False
     relations: tuple[str, ...] | None = None
     graph_encoder: str | None = None
     conv: str = "hgcn"
@@ -475,6 +478,9 @@ def run_rectification(config: RectificationRunConfig, resume: bool = False) -> d
         pipe.graph_conditioner.save_pretrained(out / "graph_conditioner")
         result["graph_encoder"] = str(out / "graph_encoder")
         result["graph_conditioner"] = str(out / "graph_conditioner")
+        if config.save_pipeline:
+            pipe.save_pretrained(out / "pipeline")
+            result["pipeline"] = str(out / "pipeline")
         if history:
             result["plot"] = str(plot_history(history, out / "loss.png", keys=["positive", "negative"]))
             k = max(1, len(history) // 10)
