@@ -315,8 +315,9 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--num-images", type=int, default=1, help="images per prompt (default 1)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--steps", type=int, default=None, help="denoising steps (default: the model's, 2 for shapes)")
-    p.add_argument("--model", default=None, help="Stable Diffusion id/folder (SceneGraphPipeline) or a saved "
-                                                  "ShapesPipeline folder (default: the bundled shapes model)")
+    p.add_argument("--model", default=None, help="Stable Diffusion id/folder (SceneGraphPipeline), a saved "
+                                                  "ShapesPipeline folder or a bundled model's name (shapes, sd-shapes); "
+                                                  "default: the bundled shapes model")
     p.add_argument("--scale", type=int, default=1, help="nearest-neighbour upscaling of the PNGs (default 1)")
     p.add_argument("--parser", default="auto", help="parser backend: auto, learned or rules (default auto)")
     p.add_argument("--graph-refiner", default=None, metavar="DIR",
