@@ -19,6 +19,7 @@ import csv
 import json
 import os
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Callable, Iterator, Sequence, Union
@@ -165,6 +166,10 @@ def iter_json_array(
                     if fill():
                         continue
                     raise fail(f"invalid JSON: {e.msg}") from None
+                except RecursionError:
+                    raise fail("invalid JSON: nesting too deep") from None
+                except ValueError:  # an integer longer than sys.get_int_max_str_digits()
+                    raise fail(f"invalid JSON: integer too long (more than {sys.get_int_max_str_digits()} digits)") from None
                 if end >= len(buf) and not eof and fill():  # a number may continue in the next chunk
                     continue
                 return value, end
@@ -267,6 +272,10 @@ def iter_jsonl_records(path: PathLike, start: dict[str, int] | None = None) -> I
                 value = json.loads(value)
             except json.JSONDecodeError as e:
                 value = ValueError(f"invalid JSON: {e.msg} at column {e.colno}")
+            except RecursionError:
+                value = ValueError("invalid JSON: nesting too deep")
+            except ValueError:  # an integer longer than sys.get_int_max_str_digits()
+                value = ValueError(f"invalid JSON: integer too long (more than {sys.get_int_max_str_digits()} digits)")
         yield Record(value, rec.line, rec.index, rec.position)
 
 

@@ -455,11 +455,11 @@ def _reject_constant(name: str) -> Any:
     raise SceneGraphError("json", f"{name} is not valid JSON")
 
 
-def loads_json(s: str | bytes | bytearray) -> Any:
+def loads_json(s: str | bytes | bytearray, allow_nan: bool = False) -> Any:
     """``json.loads`` that reports every failure as :class:`SceneGraphError` (``json: ...``).
 
-    Accepts a leading UTF-8 byte order mark. Rejects invalid UTF-8, NaN/Infinity, integers too long to
-    convert, and nesting too deep for the parser.
+    Accepts a leading UTF-8 byte order mark. Rejects invalid UTF-8, NaN/Infinity (unless ``allow_nan``, as
+    Python's ``json`` does), integers too long to convert, and nesting too deep for the parser.
     """
     if isinstance(s, (bytes, bytearray)):
         try:
@@ -471,7 +471,7 @@ def loads_json(s: str | bytes | bytearray) -> Any:
     if s.startswith("\ufeff"):  # a byte order mark, as some editors write
         s = s[1:]
     try:
-        return json.loads(s, parse_constant=_reject_constant)
+        return json.loads(s) if allow_nan else json.loads(s, parse_constant=_reject_constant)
     except SceneGraphError:
         raise
     except json.JSONDecodeError as e:

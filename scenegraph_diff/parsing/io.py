@@ -51,7 +51,7 @@ def read_texts(path: str | Path) -> list[str]:
             if not line.strip():
                 continue
             try:
-                item = loads_json(line)
+                item = loads_json(line, allow_nan=True)  # as json.loads: NaN in another field is no error
             except SceneGraphError as e:
                 raise ValueError(f"{path}: line {lineno}: invalid JSON ({e.reason})") from None
             if isinstance(item, dict) and isinstance(item.get("text"), str):

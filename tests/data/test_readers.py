@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -126,3 +127,18 @@ def test_chain_records_resume_across_files(tmp_path):
     recs = list(chain_records(openers))
     assert [r.value for r in recs] == [(0, 1), (0, 2), (2, 3)]
     assert [r.value for r in chain_records(openers, recs[1].position)] == [(2, 3)]
+
+
+@pytest.mark.parametrize("bad, message", [("[" * 3000 + "]" * 3000, "nesting too deep"),
+                                          ("9" * 5000, r"integer too long \(more than 4300 digits\)")])
+def test_json_too_deep_or_too_long_is_a_named_error(tmp_path, bad, message):
+    """RecursionError / int-conversion ValueError escaped both readers (a preprocess run crashed)."""
+    p = tmp_path / "x.json"
+    p.write_text(f'[{{"a": 1}},\n{bad}]')
+    with pytest.raises(JSONStreamError, match=f"x.json:2: invalid JSON: {message}"):
+        list(iter_json_array(p))
+    p = tmp_path / "j.jsonl"
+    p.write_text(f'{{"text": "a"}}\n{bad}\n"b"\n')
+    recs = list(iter_jsonl_records(p))
+    assert [r.value for r in recs[::2]] == [{"text": "a"}, "b"]
+    assert isinstance(recs[1].value, ValueError) and re.search(f"invalid JSON: {message}", str(recs[1].value))
