@@ -74,8 +74,8 @@ class SDShapesConfig:
         decoder_steps, decoder_lr, palette_weight: decoder fine-tuning stage (encoder frozen; batch ``vae_batch_size``).
         unet_steps, batch_size, lr, warmup_steps: UNet + text-encoder stage (constant learning rate after warm-up).
         caption_dropout: probability of training on the empty caption (classifier-free guidance).
-        unet_minutes: wall-clock budget of the UNet stage in minutes (``None``: steps only); a resumed run gets
-            a fresh budget.
+        unet_minutes: training-time budget of the UNet stage in minutes, over all runs (``None``: steps only): a
+            resumed run trains for what is left of it.
         ema_decay: EMA of the UNet + text-encoder weights (the saved pipeline uses it).
         seed: data and noise seed.
         num_threads: torch CPU threads.
@@ -100,7 +100,7 @@ class SDShapesConfig:
     vae_batch_size: int = 64
     vae_lr: float = 1e-3
     kl_weight: float = 1e-6
-    decoder_steps: int = 3000
+    decoder_steps: int = 750
     decoder_lr: float = 3e-4
     palette_weight: float = 0.05
     unet_steps: int = 30000
@@ -108,7 +108,7 @@ class SDShapesConfig:
     lr: float = 5e-4
     warmup_steps: int = 200
     caption_dropout: float = 0.1
-    unet_minutes: float | None = 130.0
+    unet_minutes: float | None = 124.0
     ema_decay: float = 0.999
     seed: int = 0
     num_threads: int = 1
@@ -424,7 +424,7 @@ def train_sd_shapes(config: SDShapesConfig, resume: bool = False, stages: Sequen
     from transformers import CLIPTokenizer
 
     from ..devices import resolve_device
-    from ..training import distributed_env
+    from ..training import distributed_env, latest_checkpoint
 
     unknown = set(stages) - {"vae", "decoder", "unet"}
     if unknown or not stages:
@@ -448,7 +448,6 @@ def train_sd_shapes(config: SDShapesConfig, resume: bool = False, stages: Sequen
     # 2. VAE.
     vae_final = out / "vae" / "final"
     if "vae" in stages and not (vae_final / "config.json").is_file():
-        t0 = time.monotonic()
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(config.seed)
             vae_model = VAEForTraining(make_vae(config))
@@ -460,7 +459,7 @@ def train_sd_shapes(config: SDShapesConfig, resume: bool = False, stages: Sequen
         vae.register_to_config(scaling_factor=latent_scaling_factor(vae, config))
         if rank == 0:
             vae.save_pretrained(vae_final)
-            _record(out, "vae", {"steps": trainer.step, "minutes": (time.monotonic() - t0) / 60,
+            _record(out, "vae", {"steps": trainer.step, "minutes": trainer.train_seconds / 60,
                                  "final": history[-1] if history else None,
                                  "scaling_factor": vae.config.scaling_factor})
     if ("decoder" in stages or "unet" in stages) and not (vae_final / "config.json").is_file():
@@ -468,7 +467,6 @@ def train_sd_shapes(config: SDShapesConfig, resume: bool = False, stages: Sequen
 
     # 2b. Decoder fine-tuning (encoder frozen: the latent space is unchanged).
     if "decoder" in stages:
-        t0 = time.monotonic()
         model = DecoderForTraining(AutoencoderKL.from_pretrained(vae_final))
         trainer = _trainer(model, decoder_step(config.palette_weight), config, out / "decoder" / "checkpoints",
                            steps=config.decoder_steps, lr=config.decoder_lr, warmup=100, ema=None,
@@ -481,7 +479,7 @@ def train_sd_shapes(config: SDShapesConfig, resume: bool = False, stages: Sequen
             for f in tmp.iterdir():  # same file names: replace each atomically
                 f.replace(vae_final / f.name)
             tmp.rmdir()
-            _record(out, "decoder", {"steps": trainer.step, "minutes": (time.monotonic() - t0) / 60,
+            _record(out, "decoder", {"steps": trainer.step, "minutes": trainer.train_seconds / 60,
                                      "final": history[-1] if history else None})
     if "unet" not in stages:
         return vae_final
@@ -500,7 +498,11 @@ def train_sd_shapes(config: SDShapesConfig, resume: bool = False, stages: Sequen
                        steps=config.unet_steps, lr=config.lr, warmup=config.warmup_steps, ema=config.ema_decay,
                        checkpoint_every=config.checkpoint_every, max_checkpoints=None)
     t0 = time.monotonic()
-    deadline = None if config.unet_minutes is None else t0 + 60 * config.unet_minutes
+    deadline = None
+    if config.unet_minutes is not None:  # a budget of training time over all runs: a resume gets what is left
+        found = latest_checkpoint(out / "unet" / "checkpoints") if resume else None
+        spent = json.loads((found / "trainer_state.json").read_text()).get("train_seconds", 0.0) if found else 0.0
+        deadline = t0 + max(0.0, 60 * config.unet_minutes - spent)
     history = trainer.fit(_SceneStream(config, config.batch_size, rank, salt=2, tokenizer=tokenizer,
                                        deadline=deadline), resume=resume)
     minutes = (time.monotonic() - t0) / 60
@@ -512,7 +514,8 @@ def train_sd_shapes(config: SDShapesConfig, resume: bool = False, stages: Sequen
                                        unet=final.unet, scheduler=make_scheduler(), safety_checker=None,
                                        feature_extractor=None, requires_safety_checker=False)
         pipe.save_pretrained(path)
-        _record(out, "unet_runs", {"steps_end": trainer.step, "minutes": minutes, "world_size": world,
+        _record(out, "unet_runs", {"steps_end": trainer.step, "minutes": minutes,
+                                   "train_minutes_total": trainer.train_seconds / 60, "world_size": world,
                                    "device": str(device), "final": history[-1] if history else None}, append=True)
         (out / "unet" / "history.json").write_text(json.dumps(history))
         logger.info("sd-shapes: %d UNet steps (this run %.1f min); saved %s", trainer.step, minutes, path)
