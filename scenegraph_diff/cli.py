@@ -421,6 +421,87 @@ def _run_train_shapes(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------------------------- sd-shapes
+def _add_train_sd_shapes(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train-sd-shapes", help="train sd-shapes: a small Stable Diffusion on shapes-world captions "
+                                               "(alone or under torchrun)",
+                       description="Train a complete StableDiffusionPipeline (CLIP-format BPE tokenizer, AutoencoderKL, "
+                                   "CLIP text tower + UNet2DConditionModel) text-only on captions of scenes sampled on "
+                                   "the fly, with caption dropout for classifier-free guidance. Stages: vae, decoder "
+                                   "(fine-tune the decoder, encoder frozen), unet. Saves OUTPUT/pipeline (EMA weights); "
+                                   "--export DIR also writes a bundle-ready copy (fp16 UNet/VAE). Resumable; under "
+                                   "torchrun each rank draws its own scenes.")
+    p.add_argument("--output", default="runs/sd_shapes", help="run folder (default runs/sd_shapes)")
+    p.add_argument("--stages", default="vae,decoder,unet", help="comma-separated stages (default vae,decoder,unet)")
+    p.add_argument("--data-root", default=None, help="datasets root with factual/train.csv for the tokenizer corpus "
+                                                     "(default ../shared/datasets when present)")
+    p.add_argument("--unet-minutes", type=float, default=124.0,
+                   help="UNet-stage training budget in minutes, over all resumes (default 124; 0 = steps only)")
+    p.add_argument("--unet-steps", type=int, default=30000, help="UNet-stage step cap (default 30000)")
+    p.add_argument("--vae-steps", type=int, default=1500, help="VAE steps (default 1500)")
+    p.add_argument("--decoder-steps", type=int, default=750, help="decoder fine-tuning steps (default 750)")
+    p.add_argument("--batch-size", type=int, default=64, help="scenes per UNet step and rank (default 64)")
+    p.add_argument("--unet-channels", default="64,128", help="UNet widths (default 64,128)")
+    p.add_argument("--text-layers", type=int, default=4, help="text-encoder layers (default 4)")
+    p.add_argument("--checkpoint-every", type=int, default=1000, help="UNet steps between checkpoints (default 1000)")
+    p.add_argument("--export", default=None, help="also write the trained pipeline, bundle-ready, to this folder")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--resume", action="store_true", help="continue every stage from its newest checkpoint")
+    _add_device(p, "auto", "CUDA when available; one GPU per rank under torchrun")
+    _add_threads(p)
+
+
+def _run_train_sd_shapes(args: argparse.Namespace) -> int:
+    device = _device(args.device)
+    from .shapes.sd_shapes import SDShapesConfig, export_pipeline, train_sd_shapes
+
+    stages = tuple(s.strip() for s in args.stages.split(",") if s.strip())
+    try:
+        channels = tuple(int(c) for c in args.unet_channels.split(","))
+    except ValueError:
+        raise CLIError(f"--unet-channels {args.unet_channels!r}: expected comma-separated integers") from None
+    _set_threads(args.threads)
+    try:
+        config = SDShapesConfig(output_dir=args.output, data_root=args.data_root,
+                                unet_minutes=args.unet_minutes or None, unet_steps=args.unet_steps,
+                                vae_steps=args.vae_steps, decoder_steps=args.decoder_steps, batch_size=args.batch_size,
+                                unet_channels=channels, text_layers=args.text_layers,
+                                checkpoint_every=args.checkpoint_every, seed=args.seed, num_threads=args.threads,
+                                device=device)
+        path = train_sd_shapes(config, resume=args.resume, stages=stages)
+    except (ValueError, FileNotFoundError) as e:
+        raise CLIError(str(e)) from None
+    result = {"pipeline": str(path)}
+    if args.export and "unet" in stages and os.environ.get("RANK", "0") == "0":
+        result["export"] = str(export_pipeline(args.output, args.export))
+    print(json.dumps(result))
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------- models
+def _add_models(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("models", help="list the bundled models (name, folder, size, what each was trained on)",
+                       description="List the models bundled in the package. Every --model option accepts these names "
+                                   "as well as a folder or a hub id.")
+    p.add_argument("--json", action="store_true", help="one JSON object per model instead of a table")
+
+
+def _run_models(args: argparse.Namespace) -> int:
+    from .bundled import bundled_models
+
+    models = bundled_models()
+    if args.json:
+        for m in models:
+            print(json.dumps(m.as_dict()))
+        return 0
+    width = max((len(m.name) for m in models), default=4)
+    print(f"{'name':<{width}}  {'size':>8}  {'kind':<20}  folder / description")
+    for m in models:
+        print(f"{m.name:<{width}}  {m.size_bytes / 2**20:>6.1f}MB  {m.kind:<20}  {m.folder}")
+        print(f"{'':<{width}}  {'':>8}  {'':<20}  {m.description}")
+    return 0
+
+
 # ---------------------------------------------------------------------------------------------- rectification
 def _add_train_rectification(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train-rectification", help="train relation rectification (RRNet) for an SD pipeline",
@@ -635,6 +716,8 @@ COMMANDS: list[tuple[str, Callable[[argparse._SubParsersAction], None], Callable
     ("sample-graphs", _add_sample_graphs, _run_sample_graphs),
     ("linkpred", _add_linkpred, _run_linkpred),
     ("train-rectification", _add_train_rectification, _run_train_rectification),
+    ("train-sd-shapes", _add_train_sd_shapes, _run_train_sd_shapes),
+    ("models", _add_models, _run_models),
 ]
 
 

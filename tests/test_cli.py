@@ -75,3 +75,16 @@ def test_import_is_light():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split(maxsplit=1)
     assert out[1].strip() == "[]"
     assert float(out[0]) < 1.5
+
+
+def test_models_lists_the_bundled_models(capsys):
+    from scenegraph_diff.bundled import bundled_models
+
+    assert main(["models", "--json"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["name"] for r in rows] == [m.name for m in bundled_models()]
+    assert {"shapes", "parser"} <= {r["name"] for r in rows}
+    for r in rows:
+        assert r["size_bytes"] > 0 and r["description"]
+    assert main(["models"]) == 0
+    assert "shapes" in capsys.readouterr().out

@@ -42,7 +42,8 @@ from .world import Box, render_layout, sample_scene
 __all__ = ["SDShapesConfig", "SDShapesModel", "build_tokenizer", "make_vae", "make_text_encoder", "make_unet",
            "make_scheduler", "render_batch", "VAEForTraining", "vae_step", "DecoderForTraining", "decoder_step",
            "palette_cross_entropy", "text_to_image_step", "train_sd_shapes",
-           "pipeline_from_checkpoint", "latent_scaling_factor", "DEFAULT_STEPS", "DEFAULT_GUIDANCE"]
+           "pipeline_from_checkpoint", "latent_scaling_factor", "export_pipeline", "DEFAULT_STEPS",
+           "DEFAULT_GUIDANCE"]
 
 logger = logging.getLogger(__name__)
 
@@ -547,3 +548,33 @@ def pipeline_from_checkpoint(run_dir: str | Path, checkpoint: str | Path, ema: b
     return StableDiffusionPipeline(vae=vae.eval(), text_encoder=model.text_encoder.eval(), tokenizer=tokenizer,
                                    unet=model.unet.eval(), scheduler=make_scheduler(), safety_checker=None,
                                    feature_extractor=None, requires_safety_checker=False)
+
+
+def export_pipeline(run_dir: str | Path, dest: str | Path, half: bool = True, card: str | None = None) -> Path:
+    """Write the trained pipeline of ``run_dir`` (``run_dir/pipeline``) to ``dest`` for bundling.
+
+    Args:
+        run_dir: a finished ``train_sd_shapes`` run.
+        dest: the folder to write (a complete ``StableDiffusionPipeline`` folder, plus ``train_info.json``).
+        half: store the UNet and VAE weights in float16 (half the size; diffusers loads them back as float32 unless
+            asked otherwise). The text encoder stays float32: transformers would otherwise load it in float16 and
+            feed a float32 UNet half-precision states.
+        card: the model card (``README.md``) text, if any.
+    """
+    import shutil
+
+    from diffusers import StableDiffusionPipeline
+
+    run = Path(run_dir)
+    pipe = StableDiffusionPipeline.from_pretrained(run / "pipeline")
+    if half:
+        pipe.unet.to(torch.float16)
+        pipe.vae.to(torch.float16)
+    dest = Path(dest)
+    if dest.exists():
+        shutil.rmtree(dest)
+    pipe.save_pretrained(dest)
+    shutil.copy(run / "train_info.json", dest / "train_info.json")
+    if card is not None:
+        (dest / "README.md").write_text(card)
+    return dest

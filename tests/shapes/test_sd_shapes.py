@@ -157,3 +157,28 @@ def test_palette_cross_entropy_rewards_palette_pixels():
     exact = palette_cross_entropy(x, x)
     blurred = palette_cross_entropy(torch.nn.functional.avg_pool2d(x, 3, 1, 1), x)
     assert exact < 1e-3 < blurred
+
+
+def test_cli_trains_and_exports(tmp_path, capsys):
+    from scenegraph_diff.cli import main
+
+    root = tiny_config(tmp_path).data_root
+    rc = main(["train-sd-shapes", "--output", str(tmp_path / "run"), "--data-root", root, "--vae-steps", "1",
+               "--decoder-steps", "1", "--unet-steps", "1", "--unet-minutes", "0", "--batch-size", "2",
+               "--unet-channels", "32,32", "--text-layers", "1", "--export", str(tmp_path / "bundle"),
+               "--device", "cpu"])
+    assert rc == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    from diffusers import StableDiffusionPipeline
+
+    pipe = StableDiffusionPipeline.from_pretrained(out["export"])
+    assert pipe.unet.dtype == torch.float32 and pipe.text_encoder.dtype == torch.float32  # fp16 on disk, fp32 loaded
+    assert (tmp_path / "bundle" / "train_info.json").is_file()
+
+
+def test_cli_bad_stage_is_one_line(tmp_path, capsys):
+    from scenegraph_diff.cli import main
+
+    assert main(["train-sd-shapes", "--output", str(tmp_path), "--stages", "vae,foo", "--device", "cpu"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "stages" in err[0]
