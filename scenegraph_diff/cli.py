@@ -318,6 +318,12 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", default=None, help="Stable Diffusion id/folder (SceneGraphPipeline), a saved "
                                                   "ShapesPipeline folder or a bundled model's name (shapes, sd-shapes); "
                                                   "default: the bundled shapes model")
+    p.add_argument("--conditioning", default=None, choices=["text", "graph"],
+                   help="Stable Diffusion models: text (graph scale 0 = plain StableDiffusionPipeline) or graph (the "
+                        "folder's trained graph adapter); default graph when the model has one, else text")
+    p.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale (default: the model's)")
+    p.add_argument("--graph-scale", type=float, default=None, help="graph offset strength w (default: the model's, "
+                                                                    "else RRNet's 0.6)")
     p.add_argument("--scale", type=int, default=1, help="nearest-neighbour upscaling of the PNGs (default 1)")
     p.add_argument("--parser", default="auto", help="parser backend: auto, learned or rules (default auto)")
     p.add_argument("--graph-refiner", default=None, metavar="DIR",
@@ -351,14 +357,15 @@ def _run_generate(args: argparse.Namespace) -> int:
     else:
         raise CLIError("no prompt: give PROMPT or --input FILE")
     from .devices import check_device
-    from .shapes.generate import GenerateConfig, check_prompts, generate
+    from .generation import GenerateConfig, check_prompts, generate
 
     try:
         check_device(args.device, "--device")  # its form; whether CUDA exists is asked after the prompt check
         config = GenerateConfig(prompts=tuple(prompts), out=args.out, num_images=args.num_images, seed=args.seed,
                                 steps=args.steps, model=args.model, scale=args.scale, parser_backend=args.parser,
                                 graph_refiner=args.graph_refiner, refine_strength=args.refine_strength,
-                                refine_steps=args.refine_steps, device=args.device)
+                                refine_steps=args.refine_steps, device=args.device, conditioning=args.conditioning,
+                                guidance_scale=args.guidance, graph_scale=args.graph_scale)
         if args.threads < 1:
             raise ValueError(f"--threads must be >= 1, got {args.threads}")
         # Parse and check every prompt against the model before torch and diffusers are imported (seconds).

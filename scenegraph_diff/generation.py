@@ -1,8 +1,18 @@
 """``scenegraph-diff generate``: prompts -> scene graphs -> images (PNG) + graphs (JSON / JSONL).
 
-Default model: the bundled shapes model (:class:`~.pipeline.ShapesPipeline`, offline). With ``model``
-set, a Stable Diffusion checkpoint is loaded into :class:`~scenegraph_diff.pipelines.SceneGraphPipeline`
-instead. Output layout, for prompts ``0..P-1`` and ``num_images`` = K:
+One route from prompt to pixels for every model: prompt -> parse -> (refine) -> graph -> a diffusers pipeline
+-> image. ``model`` is a bundled model's name (``scenegraph-diff models``), a folder or a hub id:
+
+* a Stable Diffusion folder / id (the bundled ``sd-shapes``, or SD 1.x / 2.x) runs through
+  :class:`~scenegraph_diff.pipelines.SceneGraphPipeline`: ``conditioning="text"`` sets the graph scale to 0 (the
+  image is bit-identical to plain :class:`~diffusers.StableDiffusionPipeline`), ``"graph"`` applies the folder's
+  trained graph adapter (``graph_encoder/`` + ``graph_conditioner/``); the default is ``"graph"`` when the folder
+  has one, else ``"text"``;
+* a :class:`~scenegraph_diff.shapes.pipeline.ShapesPipeline` folder (the bundled ``shapes``: the layout-painting
+  reference, and the default model) draws the graph directly.
+
+A folder that carries ``scenegraph_diff.json`` with ``{"world": "shapes"}`` (sd-shapes) only draws the shapes world,
+and prompts are checked against it as for ``shapes``. Output layout, for prompts ``0..P-1`` and ``num_images`` = K:
 
     DIR/00000.png, DIR/00000_1.png, ..., DIR/00000_{K-1}.png, DIR/00001.png, ...
     DIR/00000.json ...   the parsed graph of each prompt (SceneGraph JSON v1)
@@ -28,9 +38,10 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from ..graph.scene_graph import SceneGraph, SceneGraphError
+from .graph.scene_graph import SceneGraph, SceneGraphError
 
-__all__ = ["GenerateConfig", "generate", "check_prompts", "model_kind", "image_name"]
+__all__ = ["GenerateConfig", "generate", "check_prompts", "model_kind", "model_settings", "image_name",
+           "image_seeds"]
 
 
 logger = logging.getLogger(__name__)
@@ -56,6 +67,10 @@ class GenerateConfig:
             the ones written to ``DIR/00000.json``. Works with any image model.
         refine_strength: fraction of object classes / relation slots re-masked, in ``(0, 1]``.
         refine_steps: refiner network evaluations.
+        conditioning: for a Stable Diffusion model, ``"text"`` (graph scale 0: plain SD) or ``"graph"`` (the
+            folder's trained graph adapter); ``None``: ``"graph"`` when the folder has an adapter, else ``"text"``.
+        guidance_scale: classifier-free guidance (``None``: the model's default — sd-shapes' card, else 7.5).
+        graph_scale: strength of the graph offsets with ``conditioning="graph"`` (``None``: the model's default).
         device: where the image model and the refiner run: ``"cpu"`` (default: outputs are bit-reproducible),
             ``"cuda"``, ``"cuda:N"`` or ``"auto"`` (CUDA when available). Parsing stays on CPU, and the noise is
             drawn from a CPU generator seeded with ``seed`` on every device, so CUDA images match the CPU ones up
@@ -75,6 +90,9 @@ class GenerateConfig:
     refine_strength: float = 0.3
     refine_steps: int = 5
     device: str = "cpu"
+    conditioning: str | None = None
+    guidance_scale: float | None = None
+    graph_scale: float | None = None
 
     def __post_init__(self) -> None:
         if not self.prompts:
@@ -92,8 +110,17 @@ class GenerateConfig:
             raise ValueError(f"refine_strength must be in (0, 1], got {self.refine_strength}")
         if self.refine_steps < 1:
             raise ValueError(f"refine_steps must be >= 1, got {self.refine_steps}")
-        model_kind(self.model)  # a missing folder fails here, not after the imports
-        from ..devices import check_device
+        if self.conditioning not in (None, "text", "graph"):
+            raise ValueError(f"conditioning must be 'text' or 'graph', got {self.conditioning!r}")
+        if self.guidance_scale is not None and not self.guidance_scale >= 0:
+            raise ValueError(f"guidance_scale must be >= 0, got {self.guidance_scale!r}")
+        if self.graph_scale is not None and not self.graph_scale >= 0:
+            raise ValueError(f"graph_scale must be >= 0, got {self.graph_scale!r}")
+        kind = model_kind(self.model)  # a missing folder fails here, not after the imports
+        if self.conditioning is not None and kind == "shapes":
+            raise ValueError(f"conditioning={self.conditioning!r} is for Stable Diffusion models; {self.model or 'shapes'!r} "
+                             "is a ShapesPipeline (it always draws the graph)")
+        from .devices import check_device
 
         check_device(self.device, "device")
 
@@ -118,7 +145,7 @@ def _resolve(model: str | None) -> tuple[str, str | Path | None]:
         return "shapes", None
     if not isinstance(model, str) or not model.strip():
         raise ValueError(f"model must be a folder, a bundled model's name or a hub id, got {model!r}")
-    from ..bundled import resolve_model
+    from .bundled import resolve_model
 
     try:
         source = resolve_model(model)
@@ -127,6 +154,20 @@ def _resolve(model: str | None) -> tuple[str, str | Path | None]:
     if Path(source).is_dir():
         return ("shapes" if _is_shapes_folder(Path(source)) else "sd"), Path(source)
     return "sd", source
+
+
+def model_settings(model: str | None) -> dict:
+    """The folder's ``scenegraph_diff.json`` (``{"world": "shapes", "guidance_scale": ..., "steps": ...}``), or ``{}``.
+    Torch-free."""
+    kind, source = _resolve(model)
+    if kind != "sd" or not isinstance(source, Path):
+        return {}
+    path = source / "scenegraph_diff.json"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    except (OSError, ValueError):
+        raise ValueError(f"model {model!r}: {path} is not valid JSON") from None
+    return data if isinstance(data, dict) else {}
 
 
 def model_kind(model: str | None) -> str:
@@ -141,8 +182,8 @@ def model_kind(model: str | None) -> str:
 
 def _shapes_problem(graph: SceneGraph) -> SceneGraphError | None:
     """Why the shapes world cannot draw ``graph`` (``None`` when it can). Torch-free."""
-    from ..parsing.lexicon import SHAPE_PLURALS
-    from .world import COLOURS, validate_shapes_graph
+    from .parsing.lexicon import SHAPE_PLURALS
+    from .shapes.world import COLOURS, validate_shapes_graph
 
     for i, o in enumerate(graph.objects):
         count = next((a for a in o.attributes if a.isdigit()), None)
@@ -167,9 +208,10 @@ def check_prompts(config: GenerateConfig) -> tuple[list[SceneGraph], list[SceneG
         naming the graph's field, e.g. ``objects[0].name: unknown shape 'cat' ...``). A Stable Diffusion model
         draws any graph; the shapes model only shapes-world graphs (SHAPES.md).
     """
-    from ..parsing import load_parser
+    from .parsing import load_parser
 
     kind = model_kind(config.model)
+    shapes_world = kind == "shapes" or model_settings(config.model).get("world") == "shapes"
     parser = load_parser(config.parser_backend)
     graphs: list[SceneGraph] = []
     problems: list[SceneGraphError | None] = []
@@ -182,7 +224,7 @@ def check_prompts(config: GenerateConfig) -> tuple[list[SceneGraph], list[SceneG
             continue
         g = g if g.text is not None else SceneGraph(g.objects, g.relations, p)
         graphs.append(g)
-        problems.append(_shapes_problem(g) if kind == "shapes" else None)
+        problems.append(_shapes_problem(g) if shapes_world else None)
     return graphs, problems
 
 
@@ -228,13 +270,13 @@ def generate(config: GenerateConfig, progress: Callable[[int], None] | None = No
         return {**summary, "graphs": None, "seconds": round(time.perf_counter() - t0, 3)}
     import torch
 
-    from ..devices import resolve_device
+    from .devices import resolve_device
 
     device = resolve_device(config.device, "device")  # fail before any work
     out.mkdir(parents=True, exist_ok=True)
     todo = [graphs[i] for i in keep]
     if config.graph_refiner is not None:
-        from ..diffusion import SceneGraphRefiner
+        from .diffusion import SceneGraphRefiner
 
         refiner = SceneGraphRefiner.from_pretrained(config.graph_refiner).to(device)
         # Its own generator: refining never shifts the image noise.
@@ -246,7 +288,7 @@ def generate(config: GenerateConfig, progress: Callable[[int], None] | None = No
     files: list[str] = []
     kind, source = _resolve(config.model)
     if kind == "shapes":
-        from .pipeline import DEFAULT_STEPS, ShapesPipeline
+        from .shapes.pipeline import DEFAULT_STEPS, ShapesPipeline
 
         pipe = ShapesPipeline.from_bundled() if source is None else ShapesPipeline.from_pretrained(source)
         pipe.to(device)
@@ -255,7 +297,7 @@ def generate(config: GenerateConfig, progress: Callable[[int], None] | None = No
                       drop_contradictory=True)
         images = list(result.images)
     else:
-        images = _generate_sd(config, source, todo, generator, device)
+        images = _generate_sd(config, source, todo, keep, device)
     for j, i in enumerate(keep):
         for k in range(config.num_images):
             path = out / image_name(i, k)
@@ -264,19 +306,30 @@ def generate(config: GenerateConfig, progress: Callable[[int], None] | None = No
         (out / f"{i:05d}.json").write_text(graphs[i].to_json() + "\n", encoding="utf-8")
         if progress is not None:
             progress(1)
-    from ..graph import write_jsonl
+    from .graph import write_jsonl
 
     write_jsonl(out / "graphs.jsonl", graphs)
     return {**summary, "images": files, "seconds": round(time.perf_counter() - t0, 3)}
 
 
-def _generate_sd(config: GenerateConfig, source: str | Path | None, graphs: Sequence[SceneGraph], generator: object,
-                 device: object = "cpu") -> list[np.ndarray]:
+def image_seeds(seed: int, prompt_indices: Sequence[int], num_images: int) -> list[int]:
+    """The seed of each image's own CPU generator, prompt-major (``[p0 k0, p0 k1, ..., p1 k0, ...]``), for Stable
+    Diffusion models: image ``k`` of prompt ``p`` (its index in the input) gets ``seed * 1_000_003 + 7_919 * p + k``,
+    whatever the batching and whichever other prompts were skipped."""
+    return [seed * 1_000_003 + 7_919 * p + k for p in prompt_indices for k in range(num_images)]
+
+
+def _generate_sd(config: GenerateConfig, source: str | Path | None, graphs: Sequence[SceneGraph],
+                 prompt_indices: Sequence[int], device: object = "cpu") -> list[np.ndarray]:
     """Images from a Stable Diffusion checkpoint through ``SceneGraphPipeline`` (loaded from ``source``: the
-    folder or hub id ``config.model`` names) on ``device`` (``generator`` stays on CPU: diffusers draws the latents
-    there and moves them)."""
+    folder or hub id ``config.model`` names) on ``device``, ``config.batch_size`` images per call.
+
+    Every image has its own CPU generator (:func:`image_seeds`), so an image does not depend on the other prompts
+    and, up to floating-point rounding of other batch shapes (at most one 8-bit level, measured), on the batching."""
+    import torch
+
     try:
-        from ..pipelines import SceneGraphPipeline
+        from .pipelines import SceneGraphPipeline
     except ImportError as e:
         raise RuntimeError(f"--model {config.model!r} needs scenegraph_diff.pipelines.SceneGraphPipeline: {e}") from e
     try:
@@ -285,11 +338,29 @@ def _generate_sd(config: GenerateConfig, source: str | Path | None, graphs: Sequ
         reason = " ".join(str(e).split())
         reason = reason if len(reason) <= 400 else reason[:397] + "..."
         raise RuntimeError(f"model {config.model!r}: cannot load a Stable Diffusion pipeline: {reason}") from None
+    pipe.set_progress_bar_config(disable=True)
+    settings = model_settings(config.model)
+    trained = not pipe.graph_conditioner.is_identity
+    conditioning = config.conditioning or ("graph" if trained else "text")
+    if conditioning == "graph" and not trained:
+        raise RuntimeError(f"model {config.model!r} has no trained graph adapter (graph_encoder/ + graph_conditioner/): "
+                           "use --conditioning text, or train one with scenegraph-diff train-rectification")
+    graph_scale = 0.0 if conditioning == "text" else (
+        config.graph_scale if config.graph_scale is not None else float(settings.get("graph_scale", 0.6)))
+    kwargs: dict = {"graph_scale": graph_scale,
+                    "guidance_scale": config.guidance_scale if config.guidance_scale is not None
+                    else float(settings.get("guidance_scale", 7.5))}
+    steps = config.steps or settings.get("steps")
+    if steps is not None:
+        kwargs["num_inference_steps"] = int(steps)
+    k = config.num_images
+    per_call = max(1, config.batch_size // k)
+    seeds = image_seeds(config.seed, prompt_indices, k)
     images: list[np.ndarray] = []
-    kwargs = {} if config.steps is None else {"num_inference_steps": config.steps}
-    for g in graphs:
-        res = pipe(prompt=g.text or None, scene_graph=g, num_images_per_prompt=config.num_images,
-                   generator=generator, output_type="np", **kwargs)
-        for im in res.images:
-            images.append(np.clip(np.asarray(im) * 255.0 + 0.5, 0, 255).astype(np.uint8))
+    for start in range(0, len(graphs), per_call):
+        chunk = list(graphs[start:start + per_call])
+        gens = [torch.Generator().manual_seed(sd) for sd in seeds[start * k:(start + len(chunk)) * k]]
+        res = pipe(prompt=[g.text or None for g in chunk] if all(g.text for g in chunk) else None, scene_graph=chunk,
+                   num_images_per_prompt=k, generator=gens, output_type="np", **kwargs)
+        images.extend(np.clip(np.asarray(im) * 255.0 + 0.5, 0, 255).astype(np.uint8) for im in res.images)
     return images

@@ -83,7 +83,7 @@ def test_configs_reject_bad_device() -> None:
     from scenegraph_diff.diffusion.gdss import GDSSConfig
     from scenegraph_diff.diffusion.pard import PARDConfig
     from scenegraph_diff.parsing.train import ParserTrainConfig
-    from scenegraph_diff.shapes.generate import GenerateConfig
+    from scenegraph_diff.generation import GenerateConfig
     from scenegraph_diff.shapes.train import TrainShapesConfig
 
     for make in (lambda: GenerateConfig(prompts=("a red circle",), out="x", device="gpu"),
@@ -108,7 +108,7 @@ def test_library_entry_points_reject_bad_device(tmp_path) -> None:
 @no_cuda
 def test_library_entry_points_without_cuda(tmp_path) -> None:
     from scenegraph_diff.diffusion.generators import train_generator
-    from scenegraph_diff.shapes.generate import GenerateConfig, generate
+    from scenegraph_diff.generation import GenerateConfig, generate
     from scenegraph_diff.shapes.train import TrainShapesConfig, train_shapes
 
     with pytest.raises(RuntimeError, match="'cuda' but CUDA is not available"):

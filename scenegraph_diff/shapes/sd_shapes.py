@@ -575,6 +575,10 @@ def export_pipeline(run_dir: str | Path, dest: str | Path, half: bool = True, ca
         shutil.rmtree(dest)
     pipe.save_pretrained(dest)
     shutil.copy(run / "train_info.json", dest / "train_info.json")
+    # What scenegraph_diff's generate reads: the prompts it can draw and the sampling defaults.
+    settings = {"world": "shapes", "size": int(pipe.unet.config.sample_size * pipe.vae_scale_factor),
+                "steps": DEFAULT_STEPS, "guidance_scale": DEFAULT_GUIDANCE}
+    (dest / "scenegraph_diff.json").write_text(json.dumps(settings, indent=1) + "\n")
     if card is not None:
         (dest / "README.md").write_text(card)
     return dest

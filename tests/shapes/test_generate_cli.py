@@ -114,7 +114,7 @@ def test_bad_prompts_are_skipped_and_reported(tiny_model: str, tmp_path, capsys)
 
 def test_library_generate_raises_on_a_bad_prompt_before_writing(tiny_model: str, tmp_path) -> None:
     from scenegraph_diff.graph import SceneGraphError
-    from scenegraph_diff.shapes.generate import GenerateConfig, generate
+    from scenegraph_diff.generation import GenerateConfig, generate
 
     config = GenerateConfig(prompts=("a cyan square", "two blue squares"), out=str(tmp_path / "o"), model=tiny_model)
     with pytest.raises(SceneGraphError, match=r"^prompt\[1\]\.objects\[0\]: 2 blue squares: the shapes world"):
