@@ -513,12 +513,23 @@ def _run_models(args: argparse.Namespace) -> int:
 def _add_train_rectification(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train-rectification", help="train relation rectification (RRNet) for an SD pipeline",
                        description="Train the scene-graph encoder + conditioner of a SceneGraphPipeline with RRNet's "
-                                   "objective on DATA_ROOT/<relation>/index.json folders (SD stays frozen). Saves "
+                                   "objective on DATA_ROOT/<relation>/index.json folders, or on shapes-world swap "
+                                   "pairs rendered on the fly (--data shapes; SD stays frozen). Saves "
                                    "OUTPUT/graph_encoder, OUTPUT/graph_conditioner (safetensors) and OUTPUT/loss.png. "
                                    "Runs alone or under torchrun (DDP).")
-    p.add_argument("--data-root", required=True, help="folder with <relation>/index.json sub-folders")
+    p.add_argument("--data", default="folder", choices=["folder", "shapes"],
+                   help="folder: RRNet's <relation>/index.json layout under --data-root; shapes: swap pairs of the "
+                        "shapes world rendered on the fly (all four predicates, 1-3 objects, 0-3 relations)")
+    p.add_argument("--data-root", default=None, help="folder with <relation>/index.json sub-folders (--data folder)")
+    p.add_argument("--eot-only", action="store_true", help="a fresh conditioner writes only RRNet's EOT offset "
+                                                           "(default: also per-token offsets on object / relation words)")
+    p.add_argument("--min-relations", type=int, default=0, help="--data shapes: scenes with at least this many "
+                                                                "relations (default 0)")
+    p.add_argument("--save-pipeline", action="store_true", help="also write the whole SceneGraphPipeline to "
+                                                                "OUTPUT/pipeline (usable as generate --model)")
     p.add_argument("--relation", action="append", default=None, help="relation folder to use (repeatable; default all)")
-    p.add_argument("--model", default="tiny", help="SD 1.x/2.x pipeline folder or id, or 'tiny' (offline random weights)")
+    p.add_argument("--model", default="tiny", help="bundled model name (sd-shapes), SD 1.x/2.x pipeline folder or id, or "
+                                                   "'tiny' (offline random weights)")
     p.add_argument("--graph-encoder", default=None, help="folder of a pretrained SceneGraphEncoder (default: fresh)")
     p.add_argument("--conv", default="hgcn", choices=["hgcn", "rhgnn"], help="layer of a fresh encoder (default hgcn)")
     p.add_argument("--output", default="runs/rectification", help="run folder (default runs/rectification)")
@@ -543,12 +554,13 @@ def _run_train_rectification(args: argparse.Namespace) -> int:
         objective = RectificationConfig(neg_bound=args.neg_bound, timestep_power=args.timestep_power,
                                         batch_size=args.batch_size, resolution=args.resolution)
         config = RectificationRunConfig(
-            data_root=args.data_root, output_dir=args.output, model=args.model,
+            data_root=args.data_root, data=args.data, use_tokens=not args.eot_only, min_relations=args.min_relations,
+            save_pipeline=args.save_pipeline, output_dir=args.output, model=args.model,
             relations=tuple(args.relation) if args.relation else None, graph_encoder=args.graph_encoder,
             conv=args.conv, max_steps=args.steps, lr=args.lr, ema_decay=args.ema_decay, seed=args.seed,
             device=args.device, num_threads=args.threads, objective=objective)
         result = run_rectification(config, resume=args.resume)
-    except ValueError as e:
+    except (ValueError, FileNotFoundError) as e:
         raise CLIError(str(e)) from None
     print(json.dumps(result))
     return 0

@@ -102,3 +102,18 @@ def test_folder_data_needs_a_root():
         RectificationRunConfig(data="folder")
     with pytest.raises(ValueError, match="data must be"):
         RectificationRunConfig(data="pictures")
+
+
+def test_cli_trains_an_adapter_on_shapes_swap_pairs(tmp_path, capsys):
+    import json
+
+    from scenegraph_diff.cli import main
+
+    rc = main(["train-rectification", "--data", "shapes", "--model", "tiny", "--output", str(tmp_path), "--steps", "1",
+               "--batch-size", "2", "--eot-only", "--save-pipeline", "--device", "cpu"])
+    assert rc == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    from scenegraph_diff.conditioning import GraphConditioner
+
+    assert GraphConditioner.from_pretrained(result["graph_conditioner"]).proj_token is None
+    assert (tmp_path / "pipeline" / "model_index.json").is_file()
