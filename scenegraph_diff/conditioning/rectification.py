@@ -247,10 +247,16 @@ def rectification_step(unet: nn.Module, scheduler: Any, config: RectificationCon
     """Build ``step_fn(model, batch, generator) -> {"loss", "positive", "negative"}`` for the Trainer.
 
     ``model`` is a :class:`Rectifier` (or its DDP wrapper); ``unet`` and ``scheduler`` are the frozen SD
-    parts. ``positive`` / ``negative`` are the unweighted MSEs of the two pairs. An optional boolean
+    parts (``scheduler`` only lends its config: the noise is added by a ``DDPMScheduler`` with the same betas, so a
+    pipeline sampling with DPM-Solver trains on the right noise levels). ``positive`` / ``negative`` are the unweighted MSEs of the two pairs. An optional boolean
     ``batch["negative_mask"] [B]`` marks the examples that have a swapped image (graphs without a relation have
     none): the negative term then covers only those (each clamped at ``neg_bound``, averaged over the batch).
     """
+    from diffusers import DDPMScheduler
+
+    # The forward (noising) process comes from the training schedule, never from the pipeline's sampler: a
+    # multistep solver's add_noise (DPM-Solver, ...) indexes its own inference sigmas.
+    scheduler = DDPMScheduler.from_config(scheduler.config)
     weights = _timestep_weights(scheduler.config.num_train_timesteps, config.timestep_power)
     prediction_type = scheduler.config.prediction_type
 

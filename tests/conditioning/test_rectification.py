@@ -175,3 +175,36 @@ def test_cli_train_rectification(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and err == [f"scenegraph-diff train-rectification: error: rectification data root "
                                f"'{tmp_path / 'missing'}' is not a folder"]
+
+
+def test_step_noises_with_the_training_schedule_whatever_the_sampler():
+    from diffusers import DDPMScheduler, DPMSolverMultistepScheduler
+
+    from scenegraph_diff.conditioning.rectification import RectificationConfig, rectification_step
+
+    betas = dict(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear")
+    seen = {}
+
+    class Probe(torch.nn.Module):
+        dtype = torch.float32
+
+        def forward(self, x, t, encoder_hidden_states):
+            seen.setdefault("x", []).append(x)
+            from types import SimpleNamespace
+
+            return SimpleNamespace(sample=torch.zeros_like(x))
+
+    class Model(torch.nn.Module):
+        def forward(self, graphs, prompt_embeds, alignment, scale=1.0):
+            return prompt_embeds
+
+    class Align:
+        def to(self, device):
+            return self
+
+    pos = torch.randn(2, 4, 4, 4, generator=torch.Generator().manual_seed(0))
+    batch = {"positive": pos, "negative": pos.clone(), "graphs": None, "alignment": Align(),
+             "prompt_embeds": torch.zeros(2, 3, 8)}
+    for sched in (DDPMScheduler(**betas), DPMSolverMultistepScheduler(**betas)):
+        rectification_step(Probe(), sched, RectificationConfig())(Model(), batch, torch.Generator().manual_seed(1))
+    assert torch.equal(seen["x"][0], seen["x"][1])  # the sampler class does not change the noised input
