@@ -161,11 +161,44 @@ def _plot_curve(rows: list[dict[str, Any]], path: Path) -> None:
     fig.savefig(path, dpi=130)
 
 
+def cli_generator(model: str, work: Path, extra: list[str]) -> Generator:
+    """``generate(graphs)`` through the command line, as a user runs it: the graphs' captions go into a prompts
+    file, ``scenegraph-diff generate --input prompts.txt --out DIR --model MODEL`` parses and draws them, and the
+    PNGs come back in order. A prompt the CLI skips (a parse it cannot draw) comes back as a black image."""
+    import subprocess
+
+    from PIL import Image
+
+    calls = {"n": 0}
+
+    def generate(graphs: list[SceneGraph]) -> list[np.ndarray]:
+        calls["n"] += 1
+        folder = work / f"call{calls['n']:03d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "prompts.txt").write_text("".join((g.text or "") + "\n" for g in graphs), encoding="utf-8")
+        cmd = [sys.executable, "-m", "scenegraph_diff.cli", "generate", "--input", str(folder / "prompts.txt"),
+               "--out", str(folder / "images"), "--model", model, *extra]
+        proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+        if proc.returncode not in (0, 1) or not (folder / "images").is_dir():
+            raise RuntimeError(f"generate failed ({proc.returncode}): {proc.stderr.strip()[-500:]}")
+        out = []
+        for i in range(len(graphs)):
+            path = folder / "images" / f"{i:05d}.png"
+            out.append(np.asarray(Image.open(path), dtype=np.float32) / 255.0 if path.is_file()
+                       else np.zeros((32, 32, 3), np.float32))
+        return out
+
+    return generate
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="sd-shapes", help="text-only base: bundled name or folder (default sd-shapes)")
     ap.add_argument("--method", action="append", default=[], help="NAME=FOLDER of a SceneGraphPipeline (repeatable)")
     ap.add_argument("--no-shapes", action="store_true", help="skip the ShapesPipeline reference row")
+    ap.add_argument("--cli", action="append", default=[],
+                    help="NAME=MODEL[:ARGS]: also score `scenegraph-diff generate --input prompts.txt --model MODEL` "
+                         "(ARGS: extra CLI arguments, space-separated), parser included (repeatable)")
     ap.add_argument("--curve", default=None, help="score every UNet checkpoint of this train-sd-shapes run instead")
     ap.add_argument("--num-graphs", type=int, default=504)
     ap.add_argument("--steps", type=int, default=None, help="denoising steps (default: the pipeline's DEFAULT_STEPS)")
@@ -207,6 +240,14 @@ def main(argv: list[str] | None = None) -> int:
         pipe.set_progress_bar_config(disable=True)
         methods.append((name, pipeline_generator(pipe, seed=args.seed, with_graphs=True, num_inference_steps=args.steps,
                                                  guidance_scale=args.guidance), evals))
+    for spec in args.cli:
+        name, _, rest = spec.partition("=")
+        model, _, extra = rest.partition(":")
+        if not name or not model:
+            print(f"sd_shapes_eval: bad --cli {spec!r} (want NAME=MODEL[:ARGS])", file=sys.stderr)
+            return 2
+        methods.append((name, cli_generator(model, Path(args.out) / "cli" / name.replace(" ", "_"), extra.split()),
+                        evals))
     if not args.no_shapes:
         from scenegraph_diff.shapes.pipeline import DEFAULT_STEPS as SHAPES_STEPS
         from scenegraph_diff.shapes.pipeline import ShapesPipeline, bundled_model_path
