@@ -12,7 +12,14 @@ Backends (one per file), all implementing the :class:`Parser` protocol:
 - ``"rules"`` — :class:`~.rules.RuleBasedParser`, dependency-free, the fallback when weights are absent.
 
 ``backend="auto"`` (the default) picks the learned parser when its weights are present.
-Shapes-world captions (SHAPES.md) always map to the canonical graph, whatever the backend.
+Shapes-world captions (SHAPES.md) always map to the canonical graph, whatever the backend. Negated parts
+("there is no cat on the mat") are left out of the graph, as FACTUAL does (:mod:`.negation`).
+
+After parsing, for image models and relation models:
+
+- :func:`expand_counts` — "three red circles" as three circle objects (:mod:`.counts`);
+- :func:`canonicalize_predicates` — predicates onto a vocabulary: :data:`VRD_PREDICATES`,
+  :data:`VG50_PREDICATES`, :data:`SHAPES_PREDICATES` or a user's list (:mod:`.predicates`).
 """
 
 from __future__ import annotations
@@ -27,7 +34,9 @@ from ..graph.scene_graph import SceneGraph, check_unicode
 from .base import Parser
 from .rules import RuleBasedParser
 
-__all__ = ["Parser", "RuleBasedParser", "LearnedParser", "load_parser", "parse", "parse_batch", "BACKENDS", "weights_available"]
+__all__ = ["Parser", "RuleBasedParser", "LearnedParser", "load_parser", "parse", "parse_batch", "BACKENDS",
+           "weights_available", "drop_negated", "expand_counts", "canonicalize_predicates", "match_predicate",
+           "PredicateVocabulary", "VRD_PREDICATES", "VG50_PREDICATES", "SHAPES_PREDICATES"]
 
 log = logging.getLogger(__name__)
 
@@ -35,11 +44,16 @@ BACKENDS = ("auto", "learned", "rules")
 DEFAULT_WEIGHTS = Path(__file__).resolve().parent.parent / "assets" / "parser"
 
 
-def __getattr__(name: str):
-    if name == "LearnedParser":
-        from .learned import LearnedParser
+_LAZY = {"LearnedParser": ".learned", "expand_counts": ".counts", "drop_negated": ".negation",
+         **dict.fromkeys(["canonicalize_predicates", "match_predicate", "PredicateVocabulary", "VRD_PREDICATES",
+                          "VG50_PREDICATES", "SHAPES_PREDICATES"], ".predicates")}
 
-        return LearnedParser
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

@@ -35,6 +35,7 @@ import numpy as np
 from ..graph.scene_graph import Relation, SceneGraph, SceneObject
 from .align import TAGS
 from .lexicon import AUX, DETERMINERS, VERB_FORMS, lemmatize_verb
+from .negation import drop_negated
 from .rules import RuleBasedParser, is_shapes_text
 from .tokenize import Token, split_sentences, tokenize
 
@@ -411,6 +412,50 @@ _SKIP_IN_PREDICATE = DETERMINERS | AUX | {",", ".", "'s"}
 _NOT_PREDICATES = frozenset({"and", "or", "but", "and then", ","})
 
 
+#: Clause connectors: a copied predicate keeps only the words after the last one ("while stand under").
+_CONNECTORS = frozenset({"while", "whilst", "when", "then", "and", "but"})
+_HAVE = frozenset({"have", "with"})
+
+
+def _one_relation_per_pair(candidates: list[tuple[Relation, float]], of_pairs: set[tuple[int, int]]) -> list[Relation]:
+    """The relations to keep, in order, of ``(relation, probability)`` candidates.
+
+    - "X of Y" (``of_pairs``: (X, Y) node pairs) with X and Y related: a third object's relation to Y that it
+      also has, with the same predicate, to X is dropped ("a laptop right of a cup of coffee": laptop -> cup
+      only), and likewise Y's relation that X also has;
+    - two objects related in both directions by ``have`` / ``with`` one way ("cup have coffee" and "coffee in
+      cup": one fact, twice): only the direction of the most probable relation is kept (FACTUAL graphs almost
+      never relate a pair both ways).
+    """
+    if len(candidates) < 2:
+        return [r for r, _ in candidates]
+    pairs = {(r.subject, r.object) for r, _ in candidates}
+    triples = {(r.subject, r.predicate, r.object) for r, _ in candidates}
+    drop: set[int] = set()
+    for x, y in of_pairs:
+        if (x, y) not in pairs and (y, x) not in pairs:
+            continue
+        for k, (r, _) in enumerate(candidates):
+            if r.object == y and r.subject != x and (r.subject, r.predicate, x) in triples:
+                drop.add(k)
+            elif r.subject == y and r.object != x and (x, r.predicate, r.object) in triples:
+                drop.add(k)
+    possessed = {(r.subject, r.object) for k, (r, _) in enumerate(candidates) if k not in drop and r.predicate in _HAVE}
+    best: dict[tuple[int, int], tuple[float, int]] = {}  # unordered pair -> (probability, subject)
+    for k, (r, p) in enumerate(candidates):
+        key = (min(r.subject, r.object), max(r.subject, r.object))
+        if k in drop or ((r.subject, r.object) not in possessed and (r.object, r.subject) not in possessed):
+            continue
+        if key not in best or p > best[key][0]:
+            best[key] = (p, r.subject)
+    out = []
+    for k, (r, _) in enumerate(candidates):
+        b = best.get((min(r.subject, r.object), max(r.subject, r.object)))
+        if k not in drop and (b is None or b[1] == r.subject):
+            out.append(r)
+    return out
+
+
 _INPUT_CACHE = 16_384  # words whose first-layer LSTM projections are kept (4 KB each: <= 64 MB)
 
 
@@ -627,13 +672,14 @@ class LearnedParser:
                 for j in range(len(objs)):
                     if i != j:
                         pb.append(b), p1.append(base + i), p2.append(base + j)
-        rel_pred: list[tuple[int, int, int, int]] = []
+        rel_pred: list[tuple[int, int, int, int, int, float]] = []
         if pb:
             pbt, p1t, p2t = (np.array(x, dtype=np.int64) for x in (pb, p1, p2))
             logits = m.pair_logits(h, prefix, pbt, ms[p1t], me[p1t], ms[p2t], me[p2t], mvec[p1t], mvec[p2t])
             logits -= logits.max(-1, keepdims=True)
             e = np.exp(logits, out=logits)  # softmax numerators; P(none) = e[:, 0] / sum
-            keep = (e[:, 0] / e.sum(-1) < self.relation_threshold).tolist()
+            p_none = (e[:, 0] / e.sum(-1)).tolist()
+            keep = [p < self.relation_threshold for p in p_none]
             best = e[:, 1:].argmax(-1) + 1
             copy = self.vocab.predicates.index(COPY) if COPY in self.vocab.predicates else -1
             alt = best.tolist()
@@ -646,21 +692,23 @@ class LearnedParser:
                         alt[r] = a
             for k, (b, i, j, c) in enumerate(zip(pb, p1, p2, best.tolist())):
                 if keep[k]:
-                    rel_pred.append((b, i - first[b], j - first[b], c, alt[k]))
+                    rel_pred.append((b, i - first[b], j - first[b], c, alt[k], 1.0 - p_none[k]))
         for b in range(len(seqs)):
             out.append({"objects": per[b][0], "attributes": [], "relations": []})
         for k, b in enumerate(att_b):
             out[b]["attributes"].append((att_s[k], att_e[k], links[k]))
-        for b, i, j, c, a in rel_pred:
-            out[b]["relations"].append((i, j, self.vocab.predicates[c], self.vocab.predicates[a]))
+        for b, i, j, c, a, p in rel_pred:
+            out[b]["relations"].append((i, j, self.vocab.predicates[c], self.vocab.predicates[a], p))
         return out
 
     def _build(self, text: str, parts: list[tuple[list[Token], dict]]) -> SceneGraph:
-        """Turn decoded pieces into one graph: normalise labels, merge same-name mentions, attach spans."""
+        """Turn decoded pieces into one graph: normalise labels, merge same-name mentions, attach spans, then
+        keep one relation per pair of objects (:func:`_one_relation_per_pair`) and drop negated parts."""
         v = self.vocab
         objects: list[SceneObject] = []
         by_name: dict[str, int] = {}
-        relations: list[Relation] = []
+        candidates: list[tuple[Relation, float]] = []
+        of_pairs: set[tuple[int, int]] = set()
         seen: set[tuple[int, str, int]] = set()
         for tokens, d in parts:
             words = [t.lower for t in tokens]
@@ -694,15 +742,25 @@ class LearnedParser:
                 in_mention[s:e] = [True] * (e - s)
             for s, e, _ in d["attributes"]:
                 in_attribute[s:e] = [True] * (e - s)
-            for i, j, pred, alt in d["relations"]:
+            for m in range(len(spans) - 1):  # "X of Y": consecutive mentions with only "of" between
+                between = [words[k] for k in range(spans[m][1], spans[m + 1][0])
+                           if not in_attribute[k] and words[k] not in _SKIP_IN_PREDICATE]
+                if between == ["of"]:
+                    of_pairs.add((node_of[m], node_of[m + 1]))
+            for i, j, pred, alt, prob in d["relations"]:
                 si, oi = node_of[i], node_of[j]
                 lo, hi = min(spans[i][1], spans[j][1]), max(spans[i][0], spans[j][0])
                 picked = predicate_words(words, in_mention, in_attribute, lo, hi)
                 if pred == COPY:
+                    # "reading while standing under": the predicate is the words after the connector
+                    cut = max((n + 1 for n, k in enumerate(picked) if words[k] in _CONNECTORS), default=0)
+                    if 0 < cut < len(picked):
+                        picked = picked[cut:]
                     pred = " ".join(v.lemma(words[k]) for k in picked) if picked else alt
                 if si == oi or pred in _NOT_PREDICATES or (si, pred, oi) in seen:
                     continue
                 seen.add((si, pred, oi))
                 span = (tokens[picked[0]].start, tokens[picked[-1]].end) if picked else None
-                relations.append(Relation(si, pred, oi, span))
-        return SceneGraph(tuple(objects), tuple(relations), text)
+                candidates.append((Relation(si, pred, oi, span), prob))
+        relations = _one_relation_per_pair(candidates, of_pairs)
+        return drop_negated(SceneGraph(tuple(objects), tuple(relations), text))

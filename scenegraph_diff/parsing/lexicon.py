@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 __all__ = [
-    "COLOURS", "SHAPES", "SHAPE_PLURALS", "SHAPE_PREDICATES", "NUMBERS", "Lexicon", "load_lexicon", "lemmatize_verb",
-    "DEFAULT_LEXICON_PATH",
+    "COLOURS", "SHAPES", "SHAPE_PLURALS", "SHAPE_PREDICATES", "NUMBERS", "CONTAINERS", "Lexicon", "load_lexicon",
+    "lemmatize_verb", "singular_noun", "DEFAULT_LEXICON_PATH",
 ]
 
 DEFAULT_LEXICON_PATH = Path(__file__).resolve().parent.parent / "assets" / "parser" / "lexicon.json"
@@ -32,8 +32,18 @@ SHAPE_COLOURS = frozenset({"red", "green", "blue", "yellow", "purple", "cyan"})
 SHAPE_PREDICATES = {
     "left of": "left of", "to the left of": "left of", "at the left of": "left of", "on the left of": "left of",
     "right of": "right of", "to the right of": "right of", "at the right of": "right of",
-    "on the right of": "right of",
+    "on the right of": "right of", "on the right side of": "right of",
     "above": "above", "over": "above", "below": "below", "under": "below", "beneath": "below",
+}
+
+#: Container nouns of "X of Y" -> FACTUAL's usual relation: ``"in"`` / ``"on"`` mean ``(Y, in, X)``
+#: ("a cup of coffee" -> ``( coffee , in , cup )``), ``"have"`` means ``(X, have, Y)`` ("a bowl of fruit");
+#: the majority annotation of each noun in FACTUAL train.
+CONTAINERS = {
+    **dict.fromkeys("cup glass bottle box basket jar bag mug can carton pitcher jug bucket crate sack barrel tub "
+                    "cups glasses bottles boxes baskets jars bags mugs cans cartons".split(), "in"),
+    **dict.fromkeys("plate plates platter tray trays dish".split(), "on"),
+    **dict.fromkeys("bowl bowls vase vases container containers pot pots pan".split(), "have"),
 }
 
 NUMBERS = {
@@ -74,6 +84,7 @@ PREPOSITIONS = sorted(
         for p in [
             "on top of", "in front of", "next to", "close to", "near to", "to the left of", "to the right of",
             "on the left of", "on the right of", "at the left of", "at the right of", "left of", "right of",
+            "on the left side of", "on the right side of", "to the left side of", "to the right side of",
             "on the side of", "in the middle of", "at the top of", "at the bottom of", "on the back of",
             "on the front of", "out of", "inside of", "outside of", "away from", "across from", "in between",
             "in back of", "on", "in", "at", "by", "near", "under", "over", "above", "below", "beneath", "behind",
@@ -137,6 +148,48 @@ def lemmatize_verb(word: str, table: dict[str, str] | None = None) -> str:
     if word.endswith("s") and not word.endswith("ss") and len(word) > 3:
         return word[:-1]
     return word
+
+
+_IRREGULAR_PLURALS = {
+    "men": "man", "women": "woman", "people": "person", "persons": "person", "children": "child", "feet": "foot",
+    "teeth": "tooth", "mice": "mouse", "geese": "goose", "oxen": "ox", "dice": "die", "buses": "bus",
+    "gentlemen": "gentleman", "policemen": "policeman", "firemen": "fireman", "fishermen": "fisherman",
+    "leaves": "leaf", "knives": "knife", "wolves": "wolf", "shelves": "shelf", "halves": "half", "loaves": "loaf",
+    "scarves": "scarf", "wives": "wife", "calves": "calf", "hooves": "hoof", "thieves": "thief", "lives": "life",
+    "elves": "elf", "potatoes": "potato", "tomatoes": "tomato", "heroes": "hero", "mangoes": "mango",
+    "volcanoes": "volcano", "echoes": "echo", "cacti": "cactus", "fungi": "fungus", "indices": "index",
+}
+#: Words ending in -ies whose singular ends in -ie ("cookies" -> "cookie", not "cooky").
+_IE_PLURALS = frozenset("cookies movies pies ties brownies zombies hippies selfies lies rookies smoothies goalies "
+                        "collies magpies hoodies beanies boogies sweeties".split())
+#: Words that are their own plural, or not plural though they end in -s.
+_NOT_PLURAL = frozenset("sheep fish deer moose series species aircraft bison salmon trout swiss news pants jeans "
+                        "shorts scissors binoculars tennis physics".split())
+
+
+def singular_noun(name: str) -> str:
+    """Singular of an English plural noun phrase: its last word is changed (``"tennis rackets"`` ->
+    ``"tennis racket"``); a word that does not look plural is returned as it is.
+
+    Rules, in order: irregular forms (``men``, ``people``, ``leaves``, ``potatoes``, ...); ``-ies`` -> ``-y``
+    (``cookies``-like exceptions keep ``-ie``); ``-sses`` / ``-xes`` / ``-ches`` / ``-shes`` / ``-zes`` lose
+    ``-es``; other ``-s`` words lose the ``s`` unless they end in ``-ss`` / ``-us`` / ``-is``. A few nouns are
+    their own plural (``sheep``). English has more exceptions than this: it is a best effort, tested on
+    common caption nouns.
+    """
+    head, _, word = name.rpartition(" ")
+    w = word
+    if w in _IRREGULAR_PLURALS:
+        w = _IRREGULAR_PLURALS[w]
+    elif w in _NOT_PLURAL or len(w) < 3 or not w.endswith("s") or w.endswith(("ss", "us", "is")):
+        return name
+    elif w.endswith("ies") and len(w) > 4:
+        w = w[:-1] if w in _IE_PLURALS else w[:-3] + "y"
+    elif w.endswith(("sses", "xes", "ches", "shes", "zzes")):
+        w = w[:-2]
+    else:
+        w = w[:-1]
+    return f"{head} {w}" if head else w
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,9 @@ It follows FACTUAL's conventions where a rule can: counts become digit attribute
 colour words become attributes, verb + preposition merge (``sitting on`` -> ``sit on``), ``with`` /
 ``has`` / possessives become ``have``, ``X of Y`` becomes ``(Y, have, X)``, ``by``-passives are made
 active, coordinated subjects each get the relation, relative clauses attach to the noun they follow,
-and repeated mentions of one object (same name, compatible attributes) are one node. Shapes-world
+and repeated mentions of one object (same name, compatible attributes) are one node. A finite verb after a
+prepositional phrase takes the phrase's head as subject ("a boy in a hat kicks a ball": the boy kicks), the
+container of "a cup of coffee" takes the relations, and negated parts are dropped (:mod:`.negation`). Shapes-world
 captions (SHAPES.md) are mapped to ``left of`` / ``right of`` / ``above`` / ``below``.
 
 Fast (tens of thousands of captions per second) and the fallback when learned weights are absent.
@@ -17,10 +19,11 @@ from typing import Collection, Sequence
 
 from ..graph.scene_graph import Relation, SceneGraph, SceneObject
 from .lexicon import (
-    AUX, CONJ, DETERMINERS, NUMBERS, PREPOSITIONS, PRONOUNS, RELATIVE, SHAPE_COLOURS, SHAPE_PLURALS, SHAPE_PREDICATES,
+    AUX, CONJ, CONTAINERS, DETERMINERS, NUMBERS, PREPOSITIONS, PRONOUNS, RELATIVE, SHAPE_COLOURS, SHAPE_PLURALS, SHAPE_PREDICATES,
     SHAPES,
     THERE, Lexicon, lemmatize_verb, load_lexicon,
 )
+from .negation import drop_negated
 from .tokenize import Token, split_sentences, tokenize
 
 __all__ = ["RuleBasedParser", "canonicalize_shapes"]
@@ -30,6 +33,15 @@ _PREP_BY_FIRST: dict[str, list[tuple[str, ...]]] = {}
 for _p in PREPOSITIONS:  # longest first within each first word
     _PREP_BY_FIRST.setdefault(_p[0], []).append(_p)
 _PARTICLES = frozenset({"up", "down", "out", "away", "off", "back", "over", "around"})
+_NEGATION_SKIP = frozenset({"not", "never", "cannot"})
+_NP_DETERMINERS = DETERMINERS | {"no"}
+_VERB_OBJECT_START = frozenset({"a", "an", "the", "his", "her", "its", "their", "my", "our", "your", "another", "no"})
+PREPOSITION_WORDS = frozenset(w for p in PREPOSITIONS for w in p)
+#: FACTUAL's forms of the side predicates ("to the right of" is annotated "on the right side of").
+_FACTUAL_SIDES = {
+    **{f"{p}left{q} of": "at the left of" for p in ("", "to the ", "on the ", "at the ") for q in ("", " side")},
+    **{f"{p}right{q} of": "on the right side of" for p in ("", "to the ", "on the ", "at the ") for q in ("", " side")},
+}
 
 
 @dataclass
@@ -44,6 +56,8 @@ class _Pred:
     label: str
     tokens: list[Token]
     reverse: bool = False  # True: relation goes object -> subject (passives, "of")
+    verb: bool = False  # a verb ("kicking", "kicks"), not a preposition
+    finite: bool = False  # a finite verb ("kicks", "has"): its subject is the head of the clause so far
 
 
 @dataclass
@@ -96,6 +110,13 @@ class _Builder:
         return SceneGraph(tuple(self.objects), tuple(self.relations), self.text)
 
 
+def _container_of(pred: _Pred, subj: list[int], b: _Builder) -> str | None:
+    """The FACTUAL predicate of "X of Y" when X is a container (``CONTAINERS``), else ``None``."""
+    if not (pred.reverse and pred.label == "have" and pred.tokens and pred.tokens[0].lower == "of") or len(subj) != 1:
+        return None
+    return CONTAINERS.get(b.objects[subj[0]].name)
+
+
 def canonicalize_shapes(graph: SceneGraph) -> SceneGraph:
     """If every object is a shapes-world shape (or a plural of one), map predicates to the four canonical ones.
 
@@ -144,12 +165,22 @@ class RuleBasedParser:
         b = _Builder(text)
         for sentence in split_sentences(tokens, text):
             self._parse_sentence(sentence, b)
-        return canonicalize_shapes(b.graph())
+        return canonicalize_shapes(drop_negated(b.graph(), tokens))
 
     def parse_batch(self, texts: Sequence[str], batch_size: int = 256) -> list[SceneGraph]:
         return [self.parse(t) for t in texts]
 
     # ---------------------------------------------------------------- chunking
+    def _finite_s_verb(self, toks: Sequence[Token], i: int) -> bool:
+        """``toks[i]`` looks like a present-tense verb the built-in lists lack: an ``-s`` word right before
+        an article or possessive ("a boy kicks a ball"; a noun is seldom followed by "a" / "the" / "his")."""
+        w = toks[i].lower
+        if len(w) < 4 or not w.endswith("s") or w.endswith(("ss", "us", "is")) or i + 1 >= len(toks):
+            return False
+        lex = self.lexicon
+        if w in lex.nouns or w in SHAPE_PLURALS or lex.is_attribute(w) or w in PREPOSITION_WORDS:
+            return False
+        return toks[i + 1].lower in _VERB_OBJECT_START
     def _match_prep(self, toks: Sequence[Token], i: int) -> int:
         """Length of the longest preposition starting at ``toks[i]`` (0 if none)."""
         if i >= len(toks):
@@ -182,7 +213,10 @@ class RuleBasedParser:
             if w in _PUNCT_SKIP or not any(c.isalnum() for c in w):
                 i += 1
                 continue
-            if w in AUX:
+            if w in _NEGATION_SKIP:  # read by drop_negated on the spans afterwards
+                i += 1
+                continue
+            if w in AUX or (w.endswith("n't") and len(w) > 3):  # "isn't", "doesn't"
                 out.append(("AUX", toks[i]))
                 i += 1
                 continue
@@ -203,18 +237,17 @@ class RuleBasedParser:
                 elif label == "of":
                     out.append(("PRED", _Pred("have", toks[i : i + k], reverse=True)))
                 else:
-                    if label.startswith("to the ") and label.endswith(" of"):
-                        label = "at the " + label[len("to the "):]
-                    out.append(("PRED", _Pred(label, toks[i : i + k])))
+                    out.append(("PRED", _Pred(_FACTUAL_SIDES.get(label, label), toks[i : i + k])))
                 i += k
                 continue
             # Verb (+ particle) (+ preposition).
-            if lex.is_verb(w):
+            if lex.is_verb(w) or (prev_kind in ("NP", "CONJ") and self._finite_s_verb(toks, i)):
                 j = i + 1
                 verb_toks = [toks[i]]
                 lemma = lemmatize_verb(w, lex.verb_lemmas)
+                finite = w.endswith("s") and lemma != w  # "kicks", "has"
                 if lemma == "have":
-                    out.append(("PRED", _Pred("have", verb_toks)))
+                    out.append(("PRED", _Pred("have", verb_toks, verb=True, finite=finite)))
                     i = j
                     continue
                 words = [lemma]
@@ -224,7 +257,7 @@ class RuleBasedParser:
                     j += 1
                 passive = w.endswith(("ed", "en")) or w in ("made", "held", "hung", "built", "worn", "sat", "stood")
                 if j < n and toks[j].lower == "by" and passive:
-                    out.append(("PRED", _Pred(" ".join(words), verb_toks + [toks[j]], reverse=True)))
+                    out.append(("PRED", _Pred(" ".join(words), verb_toks + [toks[j]], reverse=True, verb=True)))
                     i = j + 1
                     continue
                 k = self._match_prep(toks, j)
@@ -232,22 +265,23 @@ class RuleBasedParser:
                     words += [t.lower for t in toks[j : j + k]]
                     verb_toks += toks[j : j + k]
                     j += k
-                out.append(("PRED", _Pred(" ".join(words), verb_toks)))
+                out.append(("PRED", _Pred(" ".join(words), verb_toks, verb=True, finite=finite)))
                 i = j
                 continue
             # Noun phrase: determiners, counts, attributes, nouns.
             j = i
             det = False
-            while j < n and toks[j].lower in DETERMINERS and toks[j].lower not in NUMBERS:
+            while j < n and toks[j].lower in _NP_DETERMINERS and toks[j].lower not in NUMBERS:
                 det = True
                 j += 1
             start = j
             while j < n:
                 t = toks[j].lower
                 if (
-                    t in CONJ or t in AUX or t in _PUNCT_SKIP or t in ("'s", "s'") or t in DETERMINERS
+                    t in CONJ or t in AUX or t in _PUNCT_SKIP or t in ("'s", "s'") or t in _NP_DETERMINERS
+                    or t in _NEGATION_SKIP or (t.endswith("n't") and len(t) > 3)
                     or not any(c.isalnum() for c in t) or self._match_prep(toks, j) or t in RELATIVE or t in THERE
-                    or (lex.is_verb(t) and j > start)
+                    or (j > start and (lex.is_verb(t) or self._finite_s_verb(toks, j)))
                 ):
                     break
                 j += 1
@@ -288,6 +322,8 @@ class RuleBasedParser:
         after_conj = False
         tentative: list[Relation] = []
         earlier: list[int] = []  # the group before ``prev`` (for "the sofa the man is sitting on")
+        head: list[int] = []  # the noun phrase the current chain of relations started from
+        after_rel = False
         for idx, (kind, val) in enumerate(folded):
             if kind == "NP":
                 assert isinstance(val, _NP)
@@ -297,11 +333,21 @@ class RuleBasedParser:
                     b.relate(owner, _Pred("have", []), n)
                 if pending is not None:
                     pred, subj = pending
-                    for s in subj:
-                        b.relate(s, pred, n)
+                    container = _container_of(pred, subj, b)
+                    if container is not None:
+                        # "a cup of coffee": (coffee, in, cup); "a bowl of fruit": (bowl, have, fruit); later
+                        # relations take the container (FACTUAL mostly relates "a cup of coffee" by its cup)
+                        for s in subj:
+                            if container == "have":
+                                b.relate(s, _Pred("have", pred.tokens), n)
+                            else:
+                                b.relate(n, _Pred(container, pred.tokens), s)
+                    else:
+                        for s in subj:
+                            b.relate(s, pred, n)
                     last_rel = (pred, subj)
                     pending = None
-                    earlier, prev = prev, [n]
+                    earlier, prev = prev, (list(subj) if container is not None else [n])
                     after_conj = False
                     tentative = []
                 elif after_conj and prev:
@@ -315,9 +361,11 @@ class RuleBasedParser:
                         prev = prev + [n]
                     else:
                         prev = prev + [n]
+                        head = list(prev)
                     after_conj = False
                 else:
                     earlier, prev = prev, [n]
+                    head = [n]
                     last_rel = None
                 if not clause_subj:
                     clause_subj = list(prev)
@@ -330,6 +378,7 @@ class RuleBasedParser:
                             b.relations.remove(r)
                             b.seen.discard((r.subject, r.predicate, r.object))
                     prev = [prev[-1]]
+                    head, last_rel = list(prev), None
                     tentative = []
                 if pending is not None and not pending[0].tokens:
                     pending = None
@@ -337,10 +386,14 @@ class RuleBasedParser:
                 if after_conj and last_rel is not None:
                     # "A left of B and above C": the coordinated predicate keeps A as its subject.
                     subj = last_rel[1]
+                elif (val.verb and last_rel is not None and head and not after_rel
+                      and (val.finite or not (last_rel[0].verb or last_rel[0].reverse))):
+                    # "a boy in a hat kicks a ball", "a man in a hat kicking a ball": the boy / man kicks.
+                    subj = head
                 if pending is not None and not subj:
                     continue
                 pending = (val, list(subj)) if subj else None
-                after_conj = False
+                after_conj = after_rel = False
             elif kind == "ATTR":
                 for s in prev:
                     b.add_attributes(s, val)  # type: ignore[arg-type]
@@ -351,6 +404,7 @@ class RuleBasedParser:
                     prev = list(clause_subj)
             elif kind == "REL":
                 after_conj = False  # "A, which is above B": ``prev`` stays the subject
+                after_rel = True
             # AUX, POSS: nothing to do.
         # "the sofa the man is sitting on": a trailing predicate takes the earlier noun as its object.
         if pending is not None and earlier and len(pending[0].tokens) > 1:
