@@ -31,24 +31,11 @@ TINY_WORDS: tuple[str, ...] = (
 )
 
 
-def _bytes_to_unicode() -> dict[int, str]:
-    """GPT-2/CLIP's reversible byte -> printable unicode map."""
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return dict(zip(bs, (chr(c) for c in cs)))
-
-
 def tiny_clip_tokenizer(words: Iterable[str] = TINY_WORDS, model_max_length: int = 77) -> Any:
     """A :class:`transformers.CLIPTokenizer` with every byte, and one merge chain per word of ``words``."""
-    from transformers import CLIPTokenizer
+    from ..text.bpe import bytes_to_unicode, clip_tokenizer
 
-    chars = list(_bytes_to_unicode().values())
+    chars = list(bytes_to_unicode().values())
     vocab: dict[str, int] = {}
     for tok in chars + [c + "</w>" for c in chars]:
         vocab.setdefault(tok, len(vocab))
@@ -67,7 +54,7 @@ def tiny_clip_tokenizer(words: Iterable[str] = TINY_WORDS, model_max_length: int
             parts = [parts[0] + parts[1]] + parts[2:]
     for special in ("<|startoftext|>", "<|endoftext|>"):
         vocab.setdefault(special, len(vocab))
-    return CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=model_max_length)
+    return clip_tokenizer(vocab, merges, model_max_length=model_max_length)
 
 
 def tiny_sd_components(seed: int = 0, hidden_size: int = 32, model_max_length: int = 77) -> dict[str, Any]:
