@@ -1,10 +1,16 @@
-"""Text -> scene graph parsers on FACTUAL dev: accuracy and speed, ours next to SceneGraphParser.
+"""Text -> scene graph parsers on FACTUAL dev and on users' sentences: accuracy and speed, ours next to
+SceneGraphParser.
 
 For each backend (``learned``, ``rules``, ``sng`` = SceneGraphParser with spaCy ``en_core_web_sm``) and
 each thread count, a fresh subprocess measures: load time (imports + weights), throughput of batched
 parsing after load (median of ``--repeats`` timed passes over the dev captions, after a warm-up),
 peak resident memory, and, once per backend, SPICE F / Set Match (FACTUAL's official metric code from
 the ``factualscenegraph`` package when installed) plus object / attribute / triplet P/R/F1.
+
+The same worker scores the hand-labelled user sentences (``--user-set``, default
+``tests/fixtures/parsing/user_sentences.jsonl``: negation, counts, repeated names, long prompts,
+text-to-image prompts; see its LABELLING.md) with the same metrics, plus graph match (the whole graph
+right, two objects of one name counted as two; :func:`~scenegraph_diff.parsing.metrics.graph_match`).
 
     OMP_NUM_THREADS=1 python benchmarks/parser.py --data-root ../shared/datasets --threads 1 2
 
@@ -66,7 +72,7 @@ def _sng_parser():
     return SNG()
 
 
-def worker(backend: str, threads: int, data_root: str, repeats: int, with_metrics: bool) -> dict:
+def worker(backend: str, threads: int, data_root: str, repeats: int, with_metrics: bool, user_set: str) -> dict:
     os.environ["OMP_NUM_THREADS"] = str(threads)
     load0 = os.getloadavg()[0]
     t0 = time.perf_counter()
@@ -98,7 +104,36 @@ def worker(backend: str, threads: int, data_root: str, repeats: int, with_metric
         from scenegraph_diff.parsing.metrics import score_graph_strings
 
         out["scores"] = score_graph_strings([graph_to_string(g) for g in graphs], [r.graph for r in rows]).to_dict()
+        if user_set:
+            out["user_scores"] = score_user_set(parser, user_set)
     return out
+
+
+def score_user_set(parser, path: str) -> dict:
+    """Scores of ``parser`` on a JSONL of labelled SceneGraphs (their ``text`` is the input)."""
+    from scenegraph_diff.graph import read_jsonl
+    from scenegraph_diff.parsing.factual import graph_to_string
+    from scenegraph_diff.parsing.metrics import graph_match, score_graph_strings
+
+    gold = list(read_jsonl(path))
+    pred = parser.parse_batch([g.text for g in gold])
+    scores = score_graph_strings([graph_to_string(g) for g in pred], [graph_to_string(g) for g in gold]).to_dict()
+    scores["graph_match"] = 100 * sum(graph_match(p, g) for p, g in zip(pred, gold)) / max(len(gold), 1)
+    return scores
+
+
+def markdown_user(results: list[dict]) -> str:
+    rows = [r for r in results if "user_scores" in r]
+    if not rows:
+        return ""
+    n = rows[0]["user_scores"]["n"]
+    lines = [f"User sentences ({n}, hand-labelled):", "",
+             "| backend | SPICE F | Set Match | graph match | object F1 | attribute F1 | triplet F1 |", "|" + "---|" * 7]
+    for r in rows:
+        s = r["user_scores"]
+        lines.append(f"| {r['backend']} | {s['spice_f']:.1f} | {s['set_match']:.1f} | {s['graph_match']:.1f} | "
+                     f"{s['objects']['f1']:.1f} | {s['attributes']['f1']:.1f} | {s['triplets']['f1']:.1f} |")
+    return "\n".join(lines)
 
 
 def markdown(results: list[dict]) -> str:
@@ -123,20 +158,27 @@ def main() -> int:
     p.add_argument("--threads", nargs="+", type=int, default=[1, 2])
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "parser.json"))
+    p.add_argument("--user-set", default=str(REPO / "tests" / "fixtures" / "parsing" / "user_sentences.jsonl"),
+                   help="JSONL of labelled SceneGraphs with text ('' to skip)")
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     p.add_argument("--metrics", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
+    if args.user_set and not Path(args.user_set).is_file():
+        print(f"error: {args.user_set} not found (--user-set)", file=sys.stderr)
+        return 2
     if not (Path(args.data_root) / "factual" / "dev.csv").is_file():
         print(f"error: {Path(args.data_root) / 'factual' / 'dev.csv'} not found (--data-root)", file=sys.stderr)
         return 2
     if args.worker:
-        print(json.dumps(worker(args.worker, args.threads[0], args.data_root, args.repeats, args.metrics)))
+        print(json.dumps(worker(args.worker, args.threads[0], args.data_root, args.repeats, args.metrics,
+                                args.user_set)))
         return 0
     results = []
     for backend in args.backends:
         for k, threads in enumerate(args.threads):
             cmd = [sys.executable, __file__, "--worker", backend, "--threads", str(threads), "--data-root",
-                   args.data_root, "--repeats", str(args.repeats)] + (["--metrics"] if k == 0 else [])
+                   args.data_root, "--repeats", str(args.repeats), "--user-set", args.user_set] + (
+                       ["--metrics"] if k == 0 else [])
             proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": str(threads)})
             if proc.returncode != 0:
                 print(f"{backend} (threads={threads}) failed: {proc.stderr.strip().splitlines()[-1:]}", file=sys.stderr)
@@ -148,6 +190,9 @@ def main() -> int:
                   file=sys.stderr)
     ok = [r for r in results if "error" not in r]
     table = markdown(ok)
+    user = markdown_user(ok)
+    if user:
+        table += "\n\n" + user
     print(table)
     meta = {"python": platform.python_version(), "machine": platform.machine(), "cpus": os.cpu_count(),
             "note": "shared 2-core box loaded by other jobs; see load avg per row"}

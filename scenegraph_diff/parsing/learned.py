@@ -35,7 +35,7 @@ import numpy as np
 from ..graph.scene_graph import Relation, SceneGraph, SceneObject
 from .align import TAGS
 from .lexicon import AUX, DETERMINERS, VERB_FORMS, lemmatize_verb
-from .negation import drop_negated
+from .negation import drop_negated, is_negator
 from .rules import RuleBasedParser, is_shapes_text
 from .tokenize import Token, split_sentences, tokenize
 
@@ -756,6 +756,9 @@ class LearnedParser:
                     cut = max((n + 1 for n, k in enumerate(picked) if words[k] in _CONNECTORS), default=0)
                     if 0 < cut < len(picked):
                         picked = picked[cut:]
+                    # "that is not black sitting on": the "not" is the attribute's, not the predicate's
+                    picked = [k for k in picked if not (is_negator(words[k]) and k + 1 < len(words)
+                                                        and in_attribute[k + 1])]
                     pred = " ".join(v.lemma(words[k]) for k in picked) if picked else alt
                 if si == oi or pred in _NOT_PREDICATES or (si, pred, oi) in seen:
                     continue

@@ -1,5 +1,9 @@
 """Parser metrics on FACTUAL graph strings: SPICE F, Set Match and object / attribute / triplet P/R/F1.
 
+:func:`graph_match` compares :class:`~scenegraph_diff.graph.SceneGraph` s instead of strings: it tells two
+objects of one name apart (FACTUAL strings identify objects by name, so "a red circle left of a red circle"
+reads as one circle there).
+
 ``spice_f`` and ``set_match`` use the official code of the ``factualscenegraph`` package
 (``pip install 'scenegraph-diff[bench]'``) when it is installed: SPICE F with its bundled WordNet synonym
 tables (no downloads), as its ``Evaluator(method="spice")`` does by default (no tuple merging, synonym
@@ -11,13 +15,26 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from collections import Counter
 from typing import Sequence
 
+from ..graph.scene_graph import SceneGraph
 from .factual import graph_tuples
 
-__all__ = ["ParserScores", "score_graph_strings", "spice_f", "set_match"]
+__all__ = ["ParserScores", "score_graph_strings", "spice_f", "set_match", "graph_match"]
 
 log = logging.getLogger(__name__)
+
+
+def _graph_key(g: SceneGraph) -> tuple[Counter, Counter]:
+    objs = [(o.name, tuple(sorted(set(o.attributes)))) for o in g.objects]
+    return Counter(objs), Counter((objs[r.subject], r.predicate, objs[r.object]) for r in g.relations)
+
+
+def graph_match(cand: SceneGraph, ref: SceneGraph) -> bool:
+    """Whether two graphs are the same up to object order: the same multiset of objects (name and attribute
+    set) and of relations between them (text, spans and boxes ignored). Two "red circle" objects are two."""
+    return _graph_key(cand) == _graph_key(ref)
 
 
 def _space_out(s: str) -> str:

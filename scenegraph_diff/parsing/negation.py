@@ -28,7 +28,7 @@ import re
 from typing import Sequence
 
 from ..graph.scene_graph import Relation, SceneGraph, SceneObject
-from .lexicon import ADJECTIVES, AUX, DETERMINERS, NUMBERS
+from .lexicon import ADJECTIVES, AUX, DETERMINERS, NUMBERS, PREPOSITIONS, VERB_FORMS, lemmatize_verb
 from .tokenize import Token, tokenize
 
 __all__ = ["NEGATORS", "drop_negated", "is_negator"]
@@ -36,6 +36,7 @@ __all__ = ["NEGATORS", "drop_negated", "is_negator"]
 #: Words that negate what follows them (and any word ending in ``n't``).
 NEGATORS = frozenset({"no", "not", "never", "without", "nor", "cannot", "neither", "none"})
 _CUE = re.compile(r"\b(?:no|not|never|without|nor|cannot|neither|none)\b|n['’]t\b", re.IGNORECASE)
+PREPOSITION_WORDS = frozenset(w for p in PREPOSITIONS for w in p)
 #: Names a "no ..." phrase describes rather than negates ("a no parking sign").
 SIGN_NAMES = frozenset({"sign", "signs", "sticker", "stickers", "label", "labels", "placard", "banner", "notice",
                         "symbol", "poster", "signage", "board"})
@@ -132,10 +133,26 @@ def drop_negated(graph: SceneGraph, tokens: Sequence[Token] | None = None) -> Sc
     return SceneGraph(tuple(new_objects), rels, text)
 
 
+def _negates_predicate(words: list[str], k: int, end: int) -> bool:
+    """Whether the negator ``words[k]`` inside a predicate's words (up to ``end``, exclusive) negates the
+    predicate: what follows it is a verb or a preposition ("not sitting on", "never on"), not an adjective or
+    a noun the parser did not take as an object ("not black sitting on", "with no cars and one")."""
+    j = k + 1
+    while j < end and words[j] in _BEFORE_PREDICATE:
+        j += 1
+    if j >= end:
+        return True
+    w = words[j]
+    return (w in PREPOSITION_WORDS or w in VERB_FORMS or w.endswith(("ing", "ed"))
+            or (w.endswith("s") and lemmatize_verb(w) != w and w not in ADJECTIVES and not words[j - 1] == "no"))
+
+
 def _relation_negated(r: Relation, words: list[str], rng: tuple[int, int] | None,
                       obj_range: list[tuple[int, int] | None]) -> bool:
+    if any(is_negator(w) for w in r.predicate.split()):  # a copied "not on"
+        return True
     if rng is not None:
-        if any(is_negator(w) for w in words[rng[0] : rng[1] + 1]):
+        if any(is_negator(words[k]) and _negates_predicate(words, k, rng[1] + 1) for k in range(rng[0], rng[1] + 1)):
             return True
         k = _walk_back(words, rng[0], _BEFORE_PREDICATE)
         return k >= 0 and is_negator(words[k])
@@ -148,7 +165,7 @@ def _relation_negated(r: Relation, words: list[str], rng: tuple[int, int] | None
     for other in obj_range:
         if other is not None and lo <= other[0] and other[1] < hi:
             lo = other[1] + 1
-    return any(is_negator(w) for w in words[lo:hi])
+    return any(is_negator(words[k]) and _negates_predicate(words, k, hi) for k in range(lo, hi))
 
 
 def _attribute_negated(attribute: str, words: list[str]) -> bool:

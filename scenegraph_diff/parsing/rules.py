@@ -35,6 +35,7 @@ for _p in PREPOSITIONS:  # longest first within each first word
 _PARTICLES = frozenset({"up", "down", "out", "away", "off", "back", "over", "around"})
 _NEGATION_SKIP = frozenset({"not", "never", "cannot"})
 _NP_DETERMINERS = DETERMINERS | {"no"}
+_VERB_ADVERBS = frozenset({"never", "always", "often", "sometimes", "usually", "also", "still", "not", "just"})
 _VERB_OBJECT_START = frozenset({"a", "an", "the", "his", "her", "its", "their", "my", "our", "your", "another", "no"})
 PREPOSITION_WORDS = frozenset(w for p in PREPOSITIONS for w in p)
 #: FACTUAL's forms of the side predicates ("to the right of" is annotated "on the right side of").
@@ -173,14 +174,15 @@ class RuleBasedParser:
     # ---------------------------------------------------------------- chunking
     def _finite_s_verb(self, toks: Sequence[Token], i: int) -> bool:
         """``toks[i]`` looks like a present-tense verb the built-in lists lack: an ``-s`` word right before
-        an article or possessive ("a boy kicks a ball"; a noun is seldom followed by "a" / "the" / "his")."""
+        an article or possessive ("a boy kicks a ball"; a noun is seldom followed by "a" / "the" / "his"), or
+        right after an adverb ("the dog never sleeps on the bed")."""
         w = toks[i].lower
         if len(w) < 4 or not w.endswith("s") or w.endswith(("ss", "us", "is")) or i + 1 >= len(toks):
             return False
         lex = self.lexicon
         if w in lex.nouns or w in SHAPE_PLURALS or lex.is_attribute(w) or w in PREPOSITION_WORDS:
             return False
-        return toks[i + 1].lower in _VERB_OBJECT_START
+        return toks[i + 1].lower in _VERB_OBJECT_START or (i > 0 and toks[i - 1].lower in _VERB_ADVERBS)
     def _match_prep(self, toks: Sequence[Token], i: int) -> int:
         """Length of the longest preposition starting at ``toks[i]`` (0 if none)."""
         if i >= len(toks):
@@ -278,7 +280,8 @@ class RuleBasedParser:
             while j < n:
                 t = toks[j].lower
                 if (
-                    t in CONJ or t in AUX or t in _PUNCT_SKIP or t in ("'s", "s'") or t in _NP_DETERMINERS
+                    t in CONJ or t in AUX or t in _PUNCT_SKIP or t in ("'s", "s'")
+                    or (t in _NP_DETERMINERS and not (t == "lot" and (j + 1 >= n or toks[j + 1].lower != "of")))
                     or t in _NEGATION_SKIP or (t.endswith("n't") and len(t) > 3)
                     or not any(c.isalnum() for c in t) or self._match_prep(toks, j) or t in RELATIVE or t in THERE
                     or (j > start and (lex.is_verb(t) or self._finite_s_verb(toks, j)))

@@ -62,6 +62,17 @@ def test_negation_keeps_what_is_not_negated(backend):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("text, triplet", [
+    ("a parking lot with no cars and one truck", ("parking lot", "truck")),  # "no" negates the cars only
+    ("a cat that is not black sitting on a red chair", ("cat", "chair")),  # "not" is the attribute's
+    ("the dog never sleeps on the bed", None),
+])
+def test_negation_scope(backend, text, triplet):
+    pairs = [(s, o) for s, _, o in parse(text, backend=backend).triplets()]
+    assert pairs == ([triplet] if triplet else [])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_negated_attribute_is_dropped(backend):
     g = parse("a cat that is not black", backend=backend)
     assert [(o.name, o.attributes) for o in g.objects] == [("cat", ())]
