@@ -97,6 +97,9 @@ PREPOSITIONS = sorted(
     reverse=True,
 )
 
+#: Every word of :data:`PREPOSITIONS`.
+PREPOSITION_WORDS = frozenset(w for p in PREPOSITIONS for w in p)
+
 #: Words ending in -ing that are nouns, not verb forms.
 ING_NOUNS = frozenset(
     "building ceiling clothing painting railing awning king ring string wing thing evening morning "

@@ -28,7 +28,7 @@ import re
 from typing import Sequence
 
 from ..graph.scene_graph import Relation, SceneGraph, SceneObject
-from .lexicon import ADJECTIVES, AUX, DETERMINERS, NUMBERS, PREPOSITIONS, VERB_FORMS, lemmatize_verb
+from .lexicon import ADJECTIVES, AUX, DETERMINERS, NUMBERS, PREPOSITION_WORDS, VERB_FORMS, lemmatize_verb
 from .tokenize import Token, tokenize
 
 __all__ = ["NEGATORS", "drop_negated", "is_negator"]
@@ -36,7 +36,6 @@ __all__ = ["NEGATORS", "drop_negated", "is_negator"]
 #: Words that negate what follows them (and any word ending in ``n't``).
 NEGATORS = frozenset({"no", "not", "never", "without", "nor", "cannot", "neither", "none"})
 _CUE = re.compile(r"\b(?:no|not|never|without|nor|cannot|neither|none)\b|n['’]t\b", re.IGNORECASE)
-PREPOSITION_WORDS = frozenset(w for p in PREPOSITIONS for w in p)
 #: Names a "no ..." phrase describes rather than negates ("a no parking sign").
 SIGN_NAMES = frozenset({"sign", "signs", "sticker", "stickers", "label", "labels", "placard", "banner", "notice",
                         "symbol", "poster", "signage", "board"})

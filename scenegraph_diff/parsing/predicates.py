@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
 from ..graph.scene_graph import Relation, SceneGraph, canonical_label
-from .lexicon import PREPOSITIONS, lemmatize_verb
+from .lexicon import PREPOSITION_WORDS, PREPOSITIONS, lemmatize_verb
 
 __all__ = [
     "PredicateVocabulary", "PredicateMatch", "VRD_PREDICATES", "VG50_PREDICATES", "SHAPES_PREDICATES",
@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 _ARTICLES = frozenset({"the", "a", "an"})
 _NOT_COUNTED = frozenset({"of"})
 _PREPOSITION_PHRASES = frozenset(" ".join(w for w in p if w not in _ARTICLES) for p in PREPOSITIONS)
-_NOT_VERBS = frozenset(w for p in PREPOSITIONS for w in p) | {
+_NOT_VERBS = PREPOSITION_WORDS | {
     "left", "right", "top", "bottom", "front", "back", "side", "middle", "next", "close", "near", "far", "than",
     "taller", "shorter", "bigger", "smaller", "larger", "higher", "lower", "part", "and",
 }
@@ -171,7 +171,8 @@ class PredicateVocabulary:
         self._index.update(normal=normal, words=words, cache={})
 
     @classmethod
-    def from_entries(cls, entries: Iterable[str], name: str = "user", source: str = "user-supplied") -> "PredicateVocabulary":
+    def from_entries(cls, entries: Iterable[str], name: str = "user",
+                     source: str = "user-supplied") -> "PredicateVocabulary":
         """A vocabulary from any list of labels, put in canonical form (``"Holding"`` -> ``"holding"``);
         repeats after that are dropped.
 

@@ -4,9 +4,10 @@ It follows FACTUAL's conventions where a rule can: counts become digit attribute
 colour words become attributes, verb + preposition merge (``sitting on`` -> ``sit on``), ``with`` /
 ``has`` / possessives become ``have``, ``X of Y`` becomes ``(Y, have, X)``, ``by``-passives are made
 active, coordinated subjects each get the relation, relative clauses attach to the noun they follow,
-and repeated mentions of one object (same name, compatible attributes) are one node. A finite verb after a
+and repeated mentions of one object (same name, compatible attributes) are one node. A verb after a
 prepositional phrase takes the phrase's head as subject ("a boy in a hat kicks a ball": the boy kicks), the
-container of "a cup of coffee" takes the relations, and negated parts are dropped (:mod:`.negation`). Shapes-world
+container of "a cup of coffee" takes the phrase's relations (``CONTAINERS``), sides are FACTUAL's ("to the
+right of" -> ``on the right side of``), and negated parts are dropped (:mod:`.negation`). Shapes-world
 captions (SHAPES.md) are mapped to ``left of`` / ``right of`` / ``above`` / ``below``.
 
 Fast (tens of thousands of captions per second) and the fallback when learned weights are absent.
@@ -19,8 +20,8 @@ from typing import Collection, Sequence
 
 from ..graph.scene_graph import Relation, SceneGraph, SceneObject
 from .lexicon import (
-    AUX, CONJ, CONTAINERS, DETERMINERS, NUMBERS, PREPOSITIONS, PRONOUNS, RELATIVE, SHAPE_COLOURS, SHAPE_PLURALS, SHAPE_PREDICATES,
-    SHAPES,
+    AUX, CONJ, CONTAINERS, DETERMINERS, NUMBERS, PREPOSITION_WORDS, PREPOSITIONS, PRONOUNS, RELATIVE, SHAPE_COLOURS,
+    SHAPE_PLURALS, SHAPE_PREDICATES, SHAPES,
     THERE, Lexicon, lemmatize_verb, load_lexicon,
 )
 from .negation import drop_negated
@@ -37,7 +38,6 @@ _NEGATION_SKIP = frozenset({"not", "never", "cannot"})
 _NP_DETERMINERS = DETERMINERS | {"no"}
 _VERB_ADVERBS = frozenset({"never", "always", "often", "sometimes", "usually", "also", "still", "not", "just"})
 _VERB_OBJECT_START = frozenset({"a", "an", "the", "his", "her", "its", "their", "my", "our", "your", "another", "no"})
-PREPOSITION_WORDS = frozenset(w for p in PREPOSITIONS for w in p)
 #: FACTUAL's forms of the side predicates ("to the right of" is annotated "on the right side of").
 _FACTUAL_SIDES = {
     **{f"{p}left{q} of": "at the left of" for p in ("", "to the ", "on the ", "at the ") for q in ("", " side")},
@@ -183,6 +183,7 @@ class RuleBasedParser:
         if w in lex.nouns or w in SHAPE_PLURALS or lex.is_attribute(w) or w in PREPOSITION_WORDS:
             return False
         return toks[i + 1].lower in _VERB_OBJECT_START or (i > 0 and toks[i - 1].lower in _VERB_ADVERBS)
+
     def _match_prep(self, toks: Sequence[Token], i: int) -> int:
         """Length of the longest preposition starting at ``toks[i]`` (0 if none)."""
         if i >= len(toks):

@@ -125,3 +125,17 @@ def test_deterministic_and_does_not_mutate():
     a = canonicalize_predicates(g, VG50_PREDICATES)
     assert a == canonicalize_predicates(g, VG50_PREDICATES) and g.to_json() == before
     assert a.triplets() == [("man", "near", "car"), ("car", "parked on", "street")]
+
+
+def test_parse_and_post_processing_import_no_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys; from scenegraph_diff import parse; "
+            "from scenegraph_diff.parsing import expand_counts, canonicalize_predicates, SHAPES_PREDICATES; "
+            "g = parse('there is no cat on the mat, two red circles to the right of a cup of coffee'); "
+            "g = canonicalize_predicates(expand_counts(g), SHAPES_PREDICATES); "
+            "assert 'torch' not in sys.modules, 'torch imported'; print(g.triplets())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "('circle', 'right of', 'cup')" in out.stdout and "cat" not in out.stdout

@@ -60,7 +60,7 @@ def test_graph_match_counts_repeated_names():
 
 @pytest.mark.parametrize("backend, floor", [("rules", 55.0), ("learned", 58.0)])
 def test_backend_floor(backend, floor):
-    # Measured: rules triplet F1 62.5, learned 65.4 (before issue 22's fixes: 44.7 and 60.3).
+    # Measured: rules triplet F1 63.1, learned 65.7 (before issue 22's fixes: 44.7 and 60.3).
     if backend == "learned" and not weights_available():
         pytest.skip("no bundled learned-parser weights")
     pred = load_parser(backend).parse_batch([g.text for g in GOLD])
