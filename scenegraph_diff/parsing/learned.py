@@ -15,7 +15,10 @@ used for training and is tested to give the same outputs.
 
 Surface forms are normalised by tables learned from the training alignments (``two`` -> ``2``,
 ``wood`` -> ``wooden``, ``side walk`` -> ``sidewalk``). Mentions with the same name become one node
-unless a relation links them. Shapes-world captions go through the rule-based parser, which maps them
+unless a relation links them. Decoded relations are then tidied (:func:`_one_relation_per_pair`: "cup have
+coffee" and "coffee in cup" are one fact; a laptop right of "a cup of coffee" is right of the cup), copied
+predicates lose clause connectors ("while stand under" -> ``stand under``), and negated parts are dropped
+(:mod:`.negation`). Shapes-world captions go through the rule-based parser, which maps them
 to the canonical graph exactly. Trained by ``python -m scenegraph_diff.parsing.train``.
 
 Shapes: ``B`` captions, ``T`` tokens, ``M`` mentions per caption, ``H`` = 2 x LSTM hidden size.
