@@ -203,6 +203,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--num-graphs", type=int, default=504)
     ap.add_argument("--steps", type=int, default=None, help="denoising steps (default: the pipeline's DEFAULT_STEPS)")
     ap.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale (default: DEFAULT_GUIDANCE)")
+    ap.add_argument("--graph-scale", type=float, default=1.0, help="graph offset strength of --method rows (default 1.0, "
+                                                                   "the training scale)")
+    ap.add_argument("--seed-stream", type=int, default=None, help="held-out graph seed (default: the test stream; "
+                                                                 "use another one to tune)")
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1)
@@ -215,7 +219,8 @@ def main(argv: list[str] | None = None) -> int:
 
     args.steps = DEFAULT_STEPS if args.steps is None else args.steps
     args.guidance = DEFAULT_GUIDANCE if args.guidance is None else args.guidance
-    graphs = held_out_graphs(args.num_graphs)
+    graphs = held_out_graphs(args.num_graphs) if args.seed_stream is None else held_out_graphs(args.num_graphs,
+                                                                                               seed=args.seed_stream)
     if args.curve:
         return run_curve(args, graphs)
 
@@ -239,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
         pipe = SceneGraphPipeline.from_pretrained(folder)
         pipe.set_progress_bar_config(disable=True)
         methods.append((name, pipeline_generator(pipe, seed=args.seed, with_graphs=True, num_inference_steps=args.steps,
-                                                 guidance_scale=args.guidance), evals))
+                                                 guidance_scale=args.guidance, graph_scale=args.graph_scale), evals))
     for spec in args.cli:
         name, _, rest = spec.partition("=")
         model, _, extra = rest.partition(":")
