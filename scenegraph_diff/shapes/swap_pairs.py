@@ -9,7 +9,8 @@ graph size, so one adapter serves them all.
 
 :class:`SwapPairStream` turns the images into what :func:`~scenegraph_diff.conditioning.rectification.rectification_step`
 reads, with the frozen parts of a Stable Diffusion pipeline: VAE latents (posterior mean x scaling factor), the
-prompts' text-encoder states, the token alignment and the encoder's graph batch.
+prompts' text-encoder states, the token alignment and the encoder's graph batch. The graphs carry the token
+spans of the caption's parse (:func:`with_parsed_spans`), as the graphs of ``generate`` do.
 """
 
 from __future__ import annotations
@@ -20,10 +21,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..graph.scene_graph import SceneGraph, SceneObject
+from ..graph.scene_graph import Relation, SceneGraph, SceneObject
 from .world import Box, render_layout, sample_layout, sample_scene
 
-__all__ = ["swap_pair_images", "SwapPairStream"]
+__all__ = ["swap_pair_images", "with_parsed_spans", "SwapPairStream"]
 
 
 def swap_pair_images(graphs: list[SceneGraph], generator: torch.Generator, size: int = 32) -> tuple[np.ndarray, np.ndarray, list[bool]]:
@@ -47,6 +48,25 @@ def swap_pair_images(graphs: list[SceneGraph], generator: torch.Generator, size:
             neg.append(p)
             has.append(False)
     return np.stack(pos), np.stack(neg), has
+
+
+def with_parsed_spans(graph: SceneGraph, parsed: SceneGraph) -> SceneGraph:
+    """``graph`` (a sampled scene) with the token ``span`` s of ``parsed`` (the parser's reading of its caption).
+
+    Sampled scenes know their objects and relations but not where the caption names them; ``generate`` conditions
+    on *parsed* prompts, whose spans locate each object's and relation's words (synonyms included: "beneath" for
+    ``below``). Objects are matched by (colour, shape), relations by (subject, predicate, object); anything the
+    parse does not match keeps ``span=None`` (alignment then falls back on word matches).
+    """
+    keys = [(o.attributes, o.name) for o in graph.objects]
+    spans = {(o.attributes, o.name): o.span for o in parsed.objects}
+    objects = tuple(SceneObject(o.name, o.attributes, box=o.box, span=spans.get(k)) for o, k in zip(graph.objects, keys))
+    pkeys = [(o.attributes, o.name) for o in parsed.objects]
+    rspans = {(pkeys[r.subject], r.predicate, pkeys[r.object]): r.span for r in parsed.relations}
+    relations = tuple(Relation(r.subject, r.predicate, r.object,
+                               span=rspans.get((keys[r.subject], r.predicate, keys[r.object])))
+                      for r in graph.relations)
+    return SceneGraph(objects, relations, graph.text)
 
 
 class SwapPairStream:
@@ -94,10 +114,14 @@ class SwapPairStream:
         from ..conditioning.alignment import align_batch
         from ..conditioning.graph_batch import graph_batch
 
+        from ..parsing import parse_batch
+
         cpu = generator if generator.device.type == "cpu" else torch.Generator().manual_seed(
             int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device)))
         graphs = self._scenes(cpu)
         pos, neg, has = swap_pair_images(graphs, cpu, self.size)
+        # Condition as generate does: on the caption's parse (token spans of every object and relation word).
+        graphs = [with_parsed_spans(g, p) for g, p in zip(graphs, parse_batch([g.text or "" for g in graphs]))]
         prompts = [g.text or "" for g in graphs]
         device = self.pipe.vae.device
         embeds, _ = self.pipe.encode_prompt(prompts, device, 1, False)  # [B, L, D]

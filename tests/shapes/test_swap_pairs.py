@@ -117,3 +117,18 @@ def test_cli_trains_an_adapter_on_shapes_swap_pairs(tmp_path, capsys):
 
     assert GraphConditioner.from_pretrained(result["graph_conditioner"]).proj_token is None
     assert (tmp_path / "pipeline" / "model_index.json").is_file()
+
+
+def test_parsed_spans_locate_synonym_predicates():
+    from scenegraph_diff import parse
+    from scenegraph_diff.shapes.swap_pairs import with_parsed_spans
+
+    g = next(s for s in scenes(200, seed=4, num_objects=3, num_relations=2)
+             if any(w in (s.text or "") for w in ("beneath", "under", "over")))
+    out = with_parsed_spans(g, parse(g.text))
+    assert out.objects == tuple(o.__class__(o.name, o.attributes, box=o.box, span=n.span)
+                                for o, n in zip(g.objects, out.objects))
+    assert all(o.span is not None for o in out.objects) and all(r.span is not None for r in out.relations)
+    for r in out.relations:
+        word = g.text[r.span[0]:r.span[1]]
+        assert word.split()[-1] in {"left", "right", "above", "over", "below", "under", "beneath", "of"}, word
