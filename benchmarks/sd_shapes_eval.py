@@ -141,6 +141,37 @@ def run_curve(args: argparse.Namespace, graphs: list[SceneGraph]) -> int:
     return 0
 
 
+def run_adapter_curve(args: argparse.Namespace, graphs: list[SceneGraph]) -> int:
+    """Score every checkpoint of a ``train-rectification --save-pipeline`` run (the adapter's accuracy curve)."""
+    from scenegraph_diff.conditioning.rectification import Rectifier
+    from scenegraph_diff.pipelines import SceneGraphPipeline
+    from scenegraph_diff.training import load_weights
+
+    run = Path(args.adapter_curve)
+    pipe = SceneGraphPipeline.from_pretrained(run / "pipeline")
+    pipe.set_progress_bar_config(disable=True)
+    rows = []
+    for ck in sorted(run.glob("checkpoint-*")):
+        state = json.loads((ck / "trainer_state.json").read_text())
+        load_weights(Rectifier(pipe.graph_encoder, pipe.graph_conditioner), ck, ema=False)
+        gen = pipeline_generator(pipe, seed=args.seed, with_graphs=True, num_inference_steps=args.steps,
+                                 guidance_scale=args.guidance, graph_scale=args.graph_scale)
+        scores, _, _ = evaluate_generator(gen, graphs, batch_size=args.batch_size)
+        rows.append({"checkpoint": ck.name, "step": int(state["step"]),
+                     "unet_minutes": round(state.get("train_seconds", 0.0) / 60, 1), **scores.as_dict()})
+        print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+    head = "| adapter step | minutes | object | relation | graph | swap | pair |\n|---|---|---|---|---|---|---|\n"
+    body = "".join(f"| {r['step']} | {r['unet_minutes']} | {100 * r['object_accuracy']:.1f} % | "
+                   f"{100 * r['relation_accuracy']:.1f} % | {100 * r['graph_accuracy']:.1f} % | "
+                   f"{100 * r['swap_accuracy']:.1f} % | {100 * r['pair_accuracy']:.1f} % |\n" for r in rows)
+    meta = (f"\n{run.name}: {len(graphs)} held-out graphs + swapped twins per checkpoint, graph scale "
+            f"{args.graph_scale}, {args.steps} steps, guidance {args.guidance}; load average {os.getloadavg()[0]:.1f}.\n")
+    out = Path(args.out)
+    write_results(out / f"adapter_curve_{run.name}", {"rows": rows, "num_graphs": len(graphs)}, head + body + meta)
+    print(head + body + meta)
+    return 0
+
+
 def _plot_curve(rows: list[dict[str, Any]], path: Path) -> None:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -200,6 +231,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="NAME=MODEL[:ARGS]: also score `scenegraph-diff generate --input prompts.txt --model MODEL` "
                          "(ARGS: extra CLI arguments, space-separated), parser included (repeatable)")
     ap.add_argument("--curve", default=None, help="score every UNet checkpoint of this train-sd-shapes run instead")
+    ap.add_argument("--adapter-curve", default=None,
+                    help="score every checkpoint of this train-rectification --save-pipeline run instead")
     ap.add_argument("--num-graphs", type=int, default=504)
     ap.add_argument("--steps", type=int, default=None, help="denoising steps (default: the pipeline's DEFAULT_STEPS)")
     ap.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale (default: DEFAULT_GUIDANCE)")
@@ -223,6 +256,8 @@ def main(argv: list[str] | None = None) -> int:
                                                                                                seed=args.seed_stream)
     if args.curve:
         return run_curve(args, graphs)
+    if args.adapter_curve:
+        return run_adapter_curve(args, graphs)
 
     from diffusers import StableDiffusionPipeline
 

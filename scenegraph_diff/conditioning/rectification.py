@@ -466,6 +466,7 @@ def run_rectification(config: RectificationRunConfig, resume: bool = False) -> d
     train_config = TrainConfig(
         max_steps=config.max_steps, lr=config.lr, optimizer="adamw", grad_clip=config.grad_clip,
         ema_decay=config.ema_decay, checkpoint_every=config.checkpoint_every, output_dir=config.output_dir,
+        max_checkpoints=None,  # small (graph modules only); all kept for the accuracy-vs-steps curve
         seed=config.seed, num_threads=config.num_threads, device=config.device, progress=config.progress,
         ddp_find_unused_parameters=True,  # graphs without attributes leave attribute weights unused
     )
