@@ -331,6 +331,16 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
                         "refine the parsed graphs (SDEdit) before generating")
     p.add_argument("--refine-strength", type=float, default=0.3, help="fraction re-masked by the refiner (default 0.3)")
     p.add_argument("--refine-steps", type=int, default=5, help="refiner network evaluations (default 5)")
+    p.add_argument("--fk-particles", type=int, default=1, metavar="K",
+                   help="Stable Diffusion models: FK steering with K particles per image, resampled on a reward of the "
+                        "predicted image (stochastic sampler; default 1 = off)")
+    p.add_argument("--fk-reward", default="checker", choices=["checker", "dc"],
+                   help="FK reward: checker (shapes-world checker; default) or dc (Diffusion Classifier verdicts)")
+    p.add_argument("--cache-interval", type=int, default=1, metavar="N",
+                   help="Stable Diffusion models: DeepCache, the UNet's deep features refreshed every N steps "
+                        "(default 1 = off)")
+    p.add_argument("--composed", action="store_true",
+                   help="Stable Diffusion models: composed scores, one guided term per relation (Composable Diffusion)")
     _add_device(p, "cpu", "bit-reproducible images; the noise is drawn on CPU on every device")
     _add_threads(p)
 
@@ -365,7 +375,9 @@ def _run_generate(args: argparse.Namespace) -> int:
                                 steps=args.steps, model=args.model, scale=args.scale, parser_backend=args.parser,
                                 graph_refiner=args.graph_refiner, refine_strength=args.refine_strength,
                                 refine_steps=args.refine_steps, device=args.device, conditioning=args.conditioning,
-                                guidance_scale=args.guidance, graph_scale=args.graph_scale)
+                                guidance_scale=args.guidance, graph_scale=args.graph_scale,
+                                fk_particles=args.fk_particles, fk_reward=args.fk_reward,
+                                cache_interval=args.cache_interval, composed=args.composed)
         if args.threads < 1:
             raise ValueError(f"--threads must be >= 1, got {args.threads}")
         # Parse and check every prompt against the model before torch and diffusers are imported (seconds).
@@ -390,6 +402,100 @@ def _run_generate(args: argparse.Namespace) -> int:
             raise CLIError(str(e)) from None
     print(json.dumps(summary))
     return 1 if summary["skipped"] else 0
+
+
+# ---------------------------------------------------------------------------------------------- score
+def _add_score(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("score", help="label-free relation verdicts of images (Diffusion Classifier), a JSON line each",
+                       description="Judge every relation of graph i (line i of --graphs) on image i (DIR/00000.png, "
+                                   "DIR/00001.png, ... as generate names them; any size) by the model's denoising "
+                                   "error under the graph against the graph with that relation reversed, on shared "
+                                   "(timestep, noise) pairs. Prints one JSON line per image: {\"image\": "
+                                   "\"00000.png\", \"relations\": [{\"subject\", \"predicate\", \"object\", "
+                                   "\"holds\", \"margin\"}, ...]}.")
+    p.add_argument("--images", required=True, metavar="DIR", help="folder of 00000.png, 00001.png, ...")
+    p.add_argument("--graphs", required=True, metavar="FILE", help="SceneGraph JSONL, one graph per image")
+    p.add_argument("--model", default="sd-shapes", help="bundled model name, Stable Diffusion folder or hub id "
+                                                         "(default sd-shapes)")
+    p.add_argument("--conditioning", default=None, choices=["text", "graph"],
+                   help="text, or graph (the folder's trained graph adapter); default graph when it has one")
+    p.add_argument("--graph-scale", type=float, default=None, help="graph offset strength (default: the model's, 0.6)")
+    p.add_argument("--samples", type=int, default=16, help="(timestep, noise) pairs per candidate (default 16)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the shared noises (default 0)")
+    p.add_argument("--batch-size", type=int, default=16, help="images per batch (default 16)")
+    _add_device(p, "cpu", "reproducible scores")
+    _add_threads(p)
+
+
+def _run_score(args: argparse.Namespace) -> int:
+    from .generation import image_name, model_settings
+
+    for name in ("samples", "batch_size", "threads"):
+        if getattr(args, name) < 1:
+            raise CLIError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    if args.graph_scale is not None and not args.graph_scale >= 0:
+        raise CLIError(f"--graph-scale must be >= 0, got {args.graph_scale}")
+    folder = Path(args.images)
+    if not folder.is_dir():
+        raise CLIError(f"--images {args.images}: not a folder")
+    from .graph import read_jsonl
+
+    graphs = list(read_jsonl(_check_graph_file(args.graphs)))
+    if not graphs:
+        raise CLIError(f"no graphs in {args.graphs}")
+    paths = [folder / image_name(i, 0) for i in range(len(graphs))]
+    missing = [p for p in paths if not p.is_file()]
+    if missing:
+        raise CLIError(f"{len(graphs)} graphs but no image {missing[0]} (line {paths.index(missing[0]) + 1})")
+    try:
+        settings = model_settings(args.model)
+    except ValueError as e:
+        raise CLIError(str(e)) from None
+    _device(args.device)
+    _set_threads(args.threads)
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from .bundled import resolve_model
+    from .evaluation.conditioning import has_graph_adapter
+    from .evaluation.diffusion_classifier import relation_scores
+    from .pipelines import SceneGraphPipeline
+
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    diffusers_logging.disable_progress_bar()  # stderr carries one line on failure, and the scoring bar
+    transformers_logging.disable_progress_bar()
+    try:
+        source = resolve_model(args.model)
+        pipe = SceneGraphPipeline.from_pretrained(str(source)).to(args.device)
+    except (OSError, ValueError) as e:
+        raise CLIError(f"model {args.model!r}: cannot load a Stable Diffusion pipeline: {_one_line(e)[:300]}") from None
+    pipe.set_progress_bar_config(disable=True)
+    adapter = has_graph_adapter(pipe)
+    conditioning = args.conditioning or ("graph" if adapter else "text")
+    if conditioning == "graph" and not adapter:
+        raise CLIError(f"model {args.model!r} has no trained graph adapter: use --conditioning text")
+    scale = 0.0 if conditioning == "text" else (args.graph_scale if args.graph_scale is not None
+                                                 else float(settings.get("graph_scale", 0.6)))
+    from tqdm.auto import tqdm
+
+    for start in tqdm(range(0, len(graphs), args.batch_size), desc="score", file=sys.stderr,
+                      disable=len(graphs) < 50):
+        chunk = paths[start:start + args.batch_size]
+        images = []
+        for path in chunk:
+            try:
+                with Image.open(path) as im:
+                    images.append(np.asarray(im.convert("RGB")))
+            except OSError as e:
+                raise CLIError(f"{path}: not a readable image ({_one_line(e)[:200]})") from None
+        scores = relation_scores(pipe, images, graphs[start:start + len(chunk)], num_samples=args.samples,
+                                 generator=torch.Generator().manual_seed(args.seed), graph_scale=scale)
+        for path, verdicts in zip(chunk, scores):
+            print(json.dumps({"image": path.name, "relations": [v.as_dict() for v in verdicts]}), flush=True)
+    return 0
 
 
 # ---------------------------------------------------------------------------------------------- train-shapes
@@ -730,6 +836,7 @@ COMMANDS: list[tuple[str, Callable[[argparse._SubParsersAction], None], Callable
     ("parse", _add_parse, _run_parse),
     ("preprocess", _add_preprocess, _run_preprocess),
     ("generate", _add_generate, _run_generate),
+    ("score", _add_score, _run_score),
     ("train-shapes", _add_train_shapes, _run_train_shapes),
     ("train-graph-diffusion", _add_train_graph_diffusion, _run_train_graph_diffusion),
     ("sample-graphs", _add_sample_graphs, _run_sample_graphs),

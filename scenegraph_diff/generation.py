@@ -75,6 +75,13 @@ class GenerateConfig:
             ``"cuda"``, ``"cuda:N"`` or ``"auto"`` (CUDA when available). Parsing stays on CPU, and the noise is
             drawn from a CPU generator seeded with ``seed`` on every device, so CUDA images match the CPU ones up
             to floating-point differences.
+        fk_particles: Stable Diffusion models: FK steering with this many particles per image (1 = off; > 1 samples
+            with the stochastic variant of the model's scheduler, :func:`~scenegraph_diff.guidance.fk.stochastic_scheduler`).
+        fk_reward: FK's reward: ``"checker"`` (the shapes-world checker on the predicted image; shapes-world models
+            only) or ``"dc"`` (the Diffusion Classifier's relation verdicts under the model itself).
+        cache_interval: Stable Diffusion models: DeepCache, the UNet's deep features refreshed every this many steps
+            (1 = off).
+        composed: Stable Diffusion models: composed scores, one guided term per relation (Composable Diffusion).
     """
 
     prompts: tuple[str, ...]
@@ -93,6 +100,10 @@ class GenerateConfig:
     conditioning: str | None = None
     guidance_scale: float | None = None
     graph_scale: float | None = None
+    fk_particles: int = 1
+    fk_reward: str = "checker"
+    cache_interval: int = 1
+    composed: bool = False
 
     def __post_init__(self) -> None:
         if not self.prompts:
@@ -116,7 +127,23 @@ class GenerateConfig:
             raise ValueError(f"guidance_scale must be >= 0, got {self.guidance_scale!r}")
         if self.graph_scale is not None and not self.graph_scale >= 0:
             raise ValueError(f"graph_scale must be >= 0, got {self.graph_scale!r}")
+        for name in ("fk_particles", "cache_interval"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        if self.fk_reward not in ("checker", "dc"):
+            raise ValueError(f"fk_reward must be 'checker' or 'dc', got {self.fk_reward!r}")
+        if self.composed and self.fk_particles > 1:
+            raise ValueError("composed scores and FK steering are separate methods: use one of them")
         kind = model_kind(self.model)  # a missing folder fails here, not after the imports
+        methods = [n for n, on in (("fk_particles", self.fk_particles > 1), ("cache_interval", self.cache_interval > 1),
+                                   ("composed", self.composed)) if on]
+        if methods and kind == "shapes":
+            raise ValueError(f"{methods[0]} is for Stable Diffusion models; {self.model or 'shapes'!r} is a "
+                             "ShapesPipeline")
+        if self.fk_particles > 1 and self.fk_reward == "checker" and model_settings(self.model).get("world") != "shapes":
+            raise ValueError(f"fk_reward='checker' scores shapes-world images; model {self.model!r} does not draw the "
+                             "shapes world: use fk_reward='dc'")
         if self.conditioning is not None and kind == "shapes":
             raise ValueError(f"conditioning={self.conditioning!r} is for Stable Diffusion models; {self.model or 'shapes'!r} "
                              "is a ShapesPipeline (it always draws the graph)")
@@ -354,13 +381,44 @@ def _generate_sd(config: GenerateConfig, source: str | Path | None, graphs: Sequ
     if steps is not None:
         kwargs["num_inference_steps"] = int(steps)
     k = config.num_images
-    per_call = max(1, config.batch_size // k)
+    per_call = max(1, config.batch_size // (k * config.fk_particles))
     seeds = image_seeds(config.seed, prompt_indices, k)
+    sample = _sampler(config, pipe, kwargs)
     images: list[np.ndarray] = []
-    for start in range(0, len(graphs), per_call):
-        chunk = list(graphs[start:start + per_call])
-        gens = [torch.Generator().manual_seed(sd) for sd in seeds[start * k:(start + len(chunk)) * k]]
-        res = pipe(prompt=[g.text or None for g in chunk] if all(g.text for g in chunk) else None, scene_graph=chunk,
-                   num_images_per_prompt=k, generator=gens, output_type="np", **kwargs)
-        images.extend(np.clip(np.asarray(im) * 255.0 + 0.5, 0, 255).astype(np.uint8) for im in res.images)
+    from .guidance.cache import DeepCache
+
+    with DeepCache(pipe.unet, config.cache_interval):
+        for start in range(0, len(graphs), per_call):
+            chunk = list(graphs[start:start + per_call])
+            chunk_seeds = seeds[start * k:(start + len(chunk)) * k]
+            if sample is None:
+                gens = [torch.Generator().manual_seed(sd) for sd in chunk_seeds]
+                res = pipe(prompt=[g.text or None for g in chunk] if all(g.text for g in chunk) else None,
+                           scene_graph=chunk, num_images_per_prompt=k, generator=gens, output_type="np", **kwargs)
+                out = list(res.images)
+            else:
+                out = sample([g for g in chunk for _ in range(k)], chunk_seeds)
+            images.extend(np.clip(np.asarray(im) * 255.0 + 0.5, 0, 255).astype(np.uint8) for im in out)
     return images
+
+
+def _sampler(config: GenerateConfig, pipe: object, kwargs: dict) -> Callable | None:
+    """``sample(graphs, seeds) -> images`` for FK steering or composed scores (``None``: the pipeline's own call).
+    FK swaps ``pipe``'s scheduler for its stochastic variant."""
+    import torch
+
+    if config.fk_particles > 1:
+        from .guidance.fk import FKConfig, checker_reward, dc_reward, fk_generate, particle_generators, stochastic_scheduler
+
+        pipe.scheduler, extra = stochastic_scheduler(pipe.scheduler)  # type: ignore[attr-defined]
+        reward = checker_reward if config.fk_reward == "checker" else dc_reward(pipe, graph_scale=kwargs["graph_scale"])
+        fk = FKConfig(num_particles=config.fk_particles)
+        return lambda graphs, seeds: fk_generate(pipe, graphs, reward, fk, particle_generators(seeds, fk.num_particles),
+                                                 **kwargs, **extra).images
+    if config.composed:
+        from .guidance.composed import composed_generate
+
+        call = {n: v for n, v in kwargs.items() if n != "graph_scale"}
+        return lambda graphs, seeds: composed_generate(pipe, graphs, [torch.Generator().manual_seed(s) for s in seeds],
+                                                       graph_scale=kwargs["graph_scale"], **call)
+    return None

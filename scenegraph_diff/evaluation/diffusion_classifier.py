@@ -101,7 +101,7 @@ def _as_batch(images: Any) -> Tensor:
         arr = np.asarray(im)
         if arr.ndim != 3 or arr.shape[-1] != 3:
             raise ValueError(f"image {i}: expected [H, W, 3], got shape {arr.shape}")
-        t = torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1)
+        t = torch.from_numpy(np.array(arr)).permute(2, 0, 1)  # a writable copy
         out.append(t.float() / 255.0 if arr.dtype == np.uint8 else t.float())
     if not out:
         raise ValueError("no images")
