@@ -135,6 +135,9 @@ class GenerateConfig:
             raise ValueError(f"fk_reward must be 'checker' or 'dc', got {self.fk_reward!r}")
         if self.composed and self.fk_particles > 1:
             raise ValueError("composed scores and FK steering are separate methods: use one of them")
+        if self.cache_interval > 1 and self.fk_particles > 1:
+            raise ValueError(f"cache_interval={self.cache_interval} with fk_particles={self.fk_particles}: resampling "
+                             "reorders the particles under the cached features; use one of them")
         kind = model_kind(self.model)  # a missing folder fails here, not after the imports
         methods = [n for n, on in (("fk_particles", self.fk_particles > 1), ("cache_interval", self.cache_interval > 1),
                                    ("composed", self.composed)) if on]

@@ -97,6 +97,7 @@ def test_generate_flags(model, tmp_path, capsys):
     (["--cache-interval", "0"], "cache_interval must be an integer >= 1, got 0"),
     (["--fk-particles", "2"], "fk_reward='checker' scores shapes-world images"),
     (["--fk-particles", "2", "--composed", "--fk-reward", "dc"], "composed scores and FK steering are separate"),
+    (["--fk-particles", "2", "--cache-interval", "2", "--fk-reward", "dc"], "cache_interval=2 with fk_particles=2"),
 ])
 def test_generate_bad_flags_are_one_line(model, tmp_path, capsys, flags, message):
     assert _generate(model, tmp_path / "x", *flags) == 2
