@@ -6,7 +6,7 @@ graph from the same per-prompt noise, and the shapes checker scores them (object
 
 * ``plain`` — the pipeline as it is (the model's scheduler);
 * ``fk1``, ``fk2``, ``fk4``, ``fk8`` — FK steering with K particles, reward = the shapes checker on the decoded
-  predicted x0, the stochastic variant of the model's scheduler (``fk1`` is plain sampling with that sampler: the
+  predicted x0 (``--fk-reward dc``: the Diffusion Classifier's verdicts on it), the stochastic variant of the model's scheduler (``fk1`` is plain sampling with that sampler: the
   baseline of the FK rows, same step count);
 * ``composed`` — composed scores, one guided term per relation;
 * ``cache2``, ``cache3``, ``cache5`` — DeepCache, deep UNet features refreshed every N steps.
@@ -71,24 +71,24 @@ def settings_of(folder: str | Path) -> dict:
 
 
 def methods(pipe: Any, call: dict, graph_scale: float, seed: int, fk_ks: list[int],
-            intervals: list[int]) -> dict[str, Generate]:
+            intervals: list[int], fk_reward: str = "checker") -> dict[str, Generate]:
     """``name -> generate(graphs) -> images`` for every method, each image seeded by its caption."""
-    from diffusers import StableDiffusionPipeline  # noqa: F401  (pipelines loaded)
-
     from scenegraph_diff.guidance.cache import DeepCache
     from scenegraph_diff.guidance.composed import composed_generate
-    from scenegraph_diff.guidance.fk import FKConfig, checker_reward, fk_generate, particle_generators, stochastic_scheduler
+    from scenegraph_diff.guidance.fk import (FKConfig, checker_reward, dc_reward, fk_generate, particle_generators,
+                                             stochastic_scheduler)
 
     graph_kw = {"graph_scale": graph_scale}
     out: dict[str, Generate] = {"plain": pipeline_generator(pipe, seed, with_graphs=True, **graph_kw, **call)}
     scheduler, extra = stochastic_scheduler(pipe.scheduler)
     fk_pipe = type(pipe).from_pipe(pipe, scheduler=scheduler)
     fk_pipe.set_progress_bar_config(disable=True)
+    reward = checker_reward if fk_reward == "checker" else dc_reward(fk_pipe, graph_scale=graph_scale)
 
     def fk(k: int) -> Generate:
         def generate(graphs: list[SceneGraph]) -> list[Any]:
             seeds = [prompt_seed(g.text or "", seed) for g in graphs]
-            return fk_generate(fk_pipe, graphs, checker_reward, FKConfig(num_particles=k),
+            return fk_generate(fk_pipe, graphs, reward, FKConfig(num_particles=k),
                                particle_generators(seeds, k), **graph_kw, **call, **extra).images
         return generate
 
@@ -162,7 +162,7 @@ def run_model(name: str, pipe: Any, graph_scale: float, graphs: list[SceneGraph]
               fk_ks: list[int], intervals: list[int]) -> dict[str, Any]:
     rows: dict[str, Any] = {}
     kept: dict[str, Any] = {}
-    for method, generate in methods(pipe, call, graph_scale, args.seed, fk_ks, intervals).items():
+    for method, generate in methods(pipe, call, graph_scale, args.seed, fk_ks, intervals, args.fk_reward).items():
         clock = [0.0]
         scores, images, twin_images = evaluate_generator(timed(generate, clock), graphs, batch_size=args.batch_size)
         n = scores.num_graphs + scores.num_twins
@@ -203,6 +203,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dc-samples", type=int, default=16, help="Diffusion-Classifier (t, noise) pairs")
     p.add_argument("--batch-size", type=int, default=32, help="graphs per generation call")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--fk-reward", default="checker", choices=["checker", "dc"],
+                   help="FK reward: the shapes checker on the decoded x0 (default) or the Diffusion Classifier")
     p.add_argument("--quick", action="store_true", help="smoke run: 14 graphs, K in (2, 4), N in (2, 3)")
     p.add_argument("--out", default="benchmarks/results/inference_time", help="output stem (.json, .md)")
     args = p.parse_args(argv)
@@ -219,7 +221,9 @@ def main(argv: list[str] | None = None) -> int:
     result: dict[str, Any] = {"model": args.model, "adapter": args.adapter, "num_graphs": args.num_graphs,
                               "call": call, "threads": torch.get_num_threads(),
                               "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "quick": args.quick,
-                              "fk_reward": "checker (shapes checker on the decoded predicted x0)", "models": {}}
+                              "fk_reward": {"checker": "shapes checker on the decoded predicted x0",
+                                            "dc": "Diffusion-Classifier verdicts on the decoded predicted x0"}[args.fk_reward],
+                              "models": {}}
     result["models"]["text"] = run_model("text", load(args.model), 0.0, graphs, call, args, fk_ks, intervals)
     if args.adapter:
         pipe = load(args.adapter)
