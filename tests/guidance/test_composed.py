@@ -69,3 +69,14 @@ def test_needs_guidance(pipe):
         composed_generate(pipe, [TWO], [torch.Generator().manual_seed(0)], num_inference_steps=2, guidance_scale=1.0)
     with pytest.raises(ValueError, match="2 generators for 1 graphs"):
         composed_generate(pipe, [TWO], [torch.Generator()] * 2)
+
+
+def test_the_packages_export_their_names():
+    import scenegraph_diff.evaluation as evaluation
+    import scenegraph_diff.guidance as guidance
+
+    for module in (guidance, evaluation):
+        for name in module.__all__:
+            assert getattr(module, name) is not None
+    with pytest.raises(AttributeError, match="has no attribute 'nope'"):
+        guidance.nope  # noqa: B018
