@@ -421,6 +421,9 @@ def _add_score(sub: argparse._SubParsersAction) -> None:
                    help="text, or graph (the folder's trained graph adapter); default graph when it has one")
     p.add_argument("--graph-scale", type=float, default=None, help="graph offset strength (default: the model's, 0.6)")
     p.add_argument("--samples", type=int, default=16, help="(timestep, noise) pairs per candidate (default 16)")
+    p.add_argument("--predicates", default=None, metavar="P1,P2,...",
+                   help="also compete each relation against these predicates (e.g. 'left of,right of,above,below'); "
+                        "default: only its reversal")
     p.add_argument("--seed", type=int, default=0, help="seed of the shared noises (default 0)")
     p.add_argument("--batch-size", type=int, default=16, help="images per batch (default 16)")
     _add_device(p, "cpu", "reproducible scores")
@@ -435,6 +438,9 @@ def _run_score(args: argparse.Namespace) -> int:
             raise CLIError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if args.graph_scale is not None and not args.graph_scale >= 0:
         raise CLIError(f"--graph-scale must be >= 0, got {args.graph_scale}")
+    predicates = tuple(p.strip() for p in args.predicates.split(",")) if args.predicates is not None else ()
+    if any(not p for p in predicates):
+        raise CLIError(f"--predicates {args.predicates!r}: an empty predicate")
     folder = Path(args.images)
     if not folder.is_dir():
         raise CLIError(f"--images {args.images}: not a folder")
@@ -492,7 +498,8 @@ def _run_score(args: argparse.Namespace) -> int:
             except OSError as e:
                 raise CLIError(f"{path}: not a readable image ({_one_line(e)[:200]})") from None
         scores = relation_scores(pipe, images, graphs[start:start + len(chunk)], num_samples=args.samples,
-                                 generator=torch.Generator().manual_seed(args.seed), graph_scale=scale)
+                                 generator=torch.Generator().manual_seed(args.seed), graph_scale=scale,
+                                 predicates=predicates)
         for path, verdicts in zip(chunk, scores):
             print(json.dumps({"image": path.name, "relations": [v.as_dict() for v in verdicts]}), flush=True)
     return 0

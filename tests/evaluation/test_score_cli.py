@@ -50,11 +50,15 @@ def test_score_writes_one_line_per_image(model, tmp_path, capsys):
     assert lines[1]["relations"] == []
     assert main(argv) == 0
     assert [json.loads(line) for line in capsys.readouterr().out.splitlines()] == lines  # reproducible
+    assert main(argv + ["--predicates", "on,under,above"]) == 0  # more competitors: a margin can only shrink
+    more = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert all(m["margin"] <= r["margin"] + 1e-6 for m, r in zip(more[0]["relations"], lines[0]["relations"]))
 
 
 @pytest.mark.parametrize("extra, message", [
     (["--samples", "0"], "--samples must be >= 1, got 0"),
     (["--conditioning", "graph"], "has no trained graph adapter"),
+    (["--predicates", "above,,below"], "--predicates 'above,,below': an empty predicate"),
     (["--images-missing"], None),
 ])
 def test_score_bad_input_is_one_line(model, tmp_path, capsys, extra, message):
