@@ -23,6 +23,9 @@ and diffusers are imported, so a prompt the model cannot draw is rejected in wel
 ``on_error="skip"`` such prompts are left out (no PNG or JSON file for them; ``graphs.jsonl`` still has a
 line for every prompt) and listed in the summary's ``skipped``.
 
+Stable Diffusion models also take the sampling-time methods of :mod:`scenegraph_diff.guidance`: FK steering
+(``fk_particles``, ``fk_reward``), DeepCache (``cache_interval``) and composed relation scores (``composed``).
+
 A relation that contradicts the ones parsed before it (a parse error: no image can satisfy both) is
 skipped with a warning; the JSON files keep the parsed graph as it came from the parser.
 """
