@@ -111,8 +111,6 @@ def run_curve(args: argparse.Namespace, graphs: list[SceneGraph]) -> int:
     info = json.loads((run / "train_info.json").read_text())
     vae_minutes = float(info.get("vae", {}).get("minutes", 0.0))
     ckpts = sorted((run / "unet" / "checkpoints").glob("checkpoint-*"))
-    history_path = run / "unet" / "history.json"
-    spans = info.get("unet_runs", [])
     rows = []
     for ck in ckpts:
         step = int(ck.name.split("-")[1])
@@ -125,7 +123,6 @@ def run_curve(args: argparse.Namespace, graphs: list[SceneGraph]) -> int:
                **scores.as_dict()}
         rows.append(row)
         print(json.dumps(row), file=sys.stderr, flush=True)
-    del history_path, spans
     head = "| UNet step | minutes (UNet stage) | object | relation | graph | swap | pair |\n|---|---|---|---|---|---|---|\n"
     body = "".join(
         f"| {r['step']} | {r['unet_minutes'] if r['unet_minutes'] is not None else '?'} | "

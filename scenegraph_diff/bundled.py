@@ -86,9 +86,9 @@ def resolve_model(name_or_path: str) -> str | Path:
     path = Path(os.path.expanduser(name_or_path))
     if path.is_dir():
         return path
-    looks_local = (name_or_path.startswith(("/", "./", "../", "~", "."))
-                   or os.sep in name_or_path.strip(os.sep) and name_or_path.count("/") != 1
-                   or path.exists())
+    # A hub id is "owner/name" (one slash, no leading dot or tilde); anything else that is not a folder is a
+    # local path that does not exist.
+    looks_local = name_or_path.startswith(("/", ".", "~")) or name_or_path.count("/") > 1 or path.exists()
     if looks_local:
         raise FileNotFoundError(f"--model {name_or_path!r}: no such folder (bundled models: "
                                 f"{', '.join(_CATALOGUE)})")

@@ -18,12 +18,12 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
-from ..graph.scene_graph import SceneGraph
+from ..graph.scene_graph import SceneGraph, SceneObject
 from .checker import Verdict, check, score
 from .world import caption, sample_scene
 
 __all__ = ["HELD_OUT_SEED", "STRATA", "held_out_graphs", "swap_twins", "evaluate_images", "ShapesEval", "evaluate_generator",
-           "prompt_seed", "pipeline_generator"]
+           "prompt_seed", "pipeline_generator", "unboxed_twin"]
 
 #: Seed of the held-out stream (training streams are seeded from ``10_000 * seed + ...`` with small seeds).
 HELD_OUT_SEED = 987_654_321
@@ -42,6 +42,12 @@ def held_out_graphs(num: int, seed: int = HELD_OUT_SEED, size: int = 32) -> list
             for no, nr in (STRATA[i % len(STRATA)] for i in range(num))]
 
 
+def unboxed_twin(graph: SceneGraph) -> SceneGraph:
+    """``graph`` with every relation reversed and no boxes, text or spans (the graph's layout is not the twin's)."""
+    twin = graph.swapped()
+    return SceneGraph(tuple(SceneObject(o.name, o.attributes) for o in twin.objects), twin.relations)
+
+
 def swap_twins(graphs: Sequence[SceneGraph], seed: int = HELD_OUT_SEED + 1) -> list[tuple[int, SceneGraph]]:
     """``(index, twin)`` for each graph with a relation: every relation reversed, a fresh caption as ``text``.
 
@@ -52,8 +58,7 @@ def swap_twins(graphs: Sequence[SceneGraph], seed: int = HELD_OUT_SEED + 1) -> l
     for i, graph in enumerate(graphs):
         if not graph.relations:
             continue
-        twin = graph.swapped()
-        twin = SceneGraph(tuple(o.__class__(o.name, o.attributes) for o in twin.objects), twin.relations)
+        twin = unboxed_twin(graph)
         out.append((i, SceneGraph(twin.objects, twin.relations, caption(twin, g))))
     return out
 

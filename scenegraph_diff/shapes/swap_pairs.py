@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 
 from ..graph.scene_graph import Relation, SceneGraph, SceneObject
+from .evaluation import unboxed_twin
 from .world import Box, render_layout, sample_layout, sample_scene
 
 __all__ = ["swap_pair_images", "with_parsed_spans", "SwapPairStream"]
@@ -40,8 +41,7 @@ def swap_pair_images(graphs: list[SceneGraph], generator: torch.Generator, size:
         p = render_layout(g, boxes, size)
         pos.append(p)
         if g.relations:
-            twin = g.swapped()
-            twin = SceneGraph(tuple(SceneObject(o.name, o.attributes) for o in twin.objects), twin.relations)
+            twin = unboxed_twin(g)
             neg.append(render_layout(twin, sample_layout(twin, generator, size), size))
             has.append(True)
         else:
