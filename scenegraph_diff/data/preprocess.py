@@ -40,7 +40,7 @@ def add_preprocess_arguments(p: argparse.ArgumentParser) -> None:
     q = sub.add_parser("vrd", help="VRD (Lu et al. 2016) JSON -> SceneGraph JSONL",
                        description="Convert VRD annotations (objects.json, predicates.json, annotations_{train,test}.json).")
     q.add_argument("--data-root", default=default_data_root("vrd"), help="VRD folder (default ../shared/datasets/vrd)")
-    q.add_argument("--image-sizes", default=None, help="JSON {file name: [width, height]} to add normalised boxes")
+    q.add_argument("--image-sizes", default=None, help="JSON {file name: [width, height]}: normalise boxes by the image instead of the union of its boxes")
     _common(q, 1000)
 
     q = sub.add_parser("visual-genome", help="Visual Genome JSON -> per-image SceneGraph JSONL (streaming, sg2im filters)",

@@ -68,6 +68,11 @@ def test_vrd_full_counts(tmp_path):
     assert (m["splits"]["train"]["relations"], m["splits"]["test"]["relations"]) == (30355, 7638)
     assert (m["vocab"]["objects"], m["vocab"]["predicates"]) == (100, 70)
     assert m["skipped"] == 0
+    # every object has a box, and each image's boxes span its union frame: [0, 1] on both axes
+    for _, g in graphs(tmp_path):
+        if g.objects:
+            b = [o.box for o in g.objects]
+            assert (min(x[0] for x in b), min(x[1] for x in b), max(x[2] for x in b), max(x[3] for x in b)) == (0, 0, 1, 1)
 
 
 # -- Visual Genome ------------------------------------------------------------------------------
@@ -270,7 +275,7 @@ def test_read_vrd_images_is_what_both_tensor_readers_see(tmp_path):
     bad = json.loads((FIX / "vrd" / "annotations_train.json").read_text())
     bad["img1.jpg"][1]["object"]["bbox"] = [5, 5, 0, 10]
     (root / "vrd" / "annotations_train.json").write_text(json.dumps(bad))
-    with pytest.raises(ValueError, match=r"img1.jpg\[1\].object.bbox \[5, 5, 0, 10\] is empty"):
+    with pytest.raises(ValueError, match=r"image 'img1.jpg': relationships\[1\].object.bbox: empty box .* = \[5, 5, 0, 10\]"):
         read_vrd_images(root / "vrd" / "annotations_train.json")
-    with pytest.raises(ValueError, match=r"predicate 3 out of range"):
+    with pytest.raises(ValueError, match=r"predicate: 3 out of range"):
         read_vrd_images(FIX / "vrd" / "annotations_train.json", num_predicates=3)
