@@ -9,7 +9,7 @@ boxes in pixels).
 This module holds the one parser of VRD's raw JSON, :func:`parse_vrd_image`, which turns one image's
 relationship list into a :class:`VRDImageAnnotation`. Everything else is built on it: the shards of
 :func:`prepare_vrd` (:meth:`VRDImageAnnotation.to_scene_graph`), the per-split reader
-:func:`read_vrd_split`, and through it the tensor readers of link prediction
+:func:`read_vrd_split` (with :func:`read_vrd_classes`), and through it the tensor readers of link prediction
 (:func:`scenegraph_diff.linkpred.vrd.load_vrd`) and scene-graph diffusion
 (:func:`scenegraph_diff.diffusion.scene_graph_data.load_vrd_graphs`).
 
@@ -55,7 +55,7 @@ __all__ = [
     "prepare_vrd",
     "parse_vrd_image",
     "read_vrd_split",
-    "read_vrd_images",
+    "read_vrd_classes",
     "read_image_sizes",
     "union_frame",
     "normalise_box",
@@ -66,6 +66,15 @@ VRD_SPLITS = ("train", "test")
 
 Box = tuple[float, float, float, float]  # (x0, y0, x1, y1)
 VRDObjectKey = tuple  # (category, x0, y0, x1, y1): one distinct object of an image, pixel box
+
+
+def _load_list(path: Path) -> list[str]:
+    if not path.is_file():
+        raise FileNotFoundError(f"VRD class list not found: {path}")
+    names = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(names, list) or not all(isinstance(n, str) and n.strip() for n in names):
+        raise ValueError(f"{path}: expected a JSON list of non-empty strings")
+    return names
 
 
 def union_frame(boxes: Sequence[Sequence[float]]) -> Box:
@@ -269,17 +278,16 @@ def read_vrd_split(path: str | os.PathLike, num_objects: int | None = None,
     return out
 
 
-def read_vrd_images(
-    path: str | os.PathLike, num_predicates: int | None = None
-) -> list[tuple[str, list[VRDObjectKey], set[tuple[int, int, int]]]]:
-    """The per-image view of the tensor readers: :func:`read_vrd_split` as ``(name, distinct objects
-    (category, x0, y0, x1, y1), distinct (subject, object, predicate id) triplets)``, self pairs as
-    ``(i, i, p)`` (see :meth:`VRDImageAnnotation.distinct_objects` and :meth:`~VRDImageAnnotation.triplets`).
+def read_vrd_classes(data_root: str | os.PathLike) -> tuple[list[str], list[str]]:
+    """The class lists of a VRD folder: ``(objects, predicates)`` from ``objects.json`` / ``predicates.json``
+    (the index of a name is its id).
 
     Raises:
-        ValueError: as :func:`read_vrd_split`.
+        FileNotFoundError: a list is missing.
+        ValueError: a list is not a JSON list of non-empty strings.
     """
-    return [(a.name, a.distinct_objects(), a.triplets()) for a in read_vrd_split(path, num_predicates=num_predicates)]
+    root = Path(data_root)
+    return _load_list(root / "objects.json"), _load_list(root / "predicates.json")
 
 
 def read_image_sizes(path: str | os.PathLike) -> dict[str, tuple[float, float]]:
@@ -327,15 +335,6 @@ class VRDConfig:
             raise ValueError(f"VRDConfig.chunk_size={self.chunk_size!r}: must be >= 1")
 
 
-def _load_list(path: Path) -> list[str]:
-    if not path.is_file():
-        raise FileNotFoundError(f"VRD class list not found: {path}")
-    names = json.loads(path.read_text(encoding="utf-8"))
-    if not isinstance(names, list) or not all(isinstance(n, str) and n.strip() for n in names):
-        raise ValueError(f"{path}: expected a JSON list of non-empty strings")
-    return names
-
-
 def _convert_batch(
     batch: list[Record], files: Sequence[tuple[str, str]], objects: Sequence[str], predicates: Sequence[str],
     sizes: Mapping[str, tuple[float, float]] | None,
@@ -369,8 +368,7 @@ def prepare_vrd(config: VRDConfig, command: Sequence[str] = ()) -> JobReport:
         ValueError: a malformed class list or ``image_sizes`` file (naming the bad entry).
     """
     root = Path(config.data_root)
-    objects = _load_list(root / "objects.json")
-    predicates = _load_list(root / "predicates.json")
+    objects, predicates = read_vrd_classes(root)
     files = []
     for split in VRD_SPLITS:
         path = root / f"annotations_{split}.json"

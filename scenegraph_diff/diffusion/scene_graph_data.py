@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -33,24 +32,33 @@ class TypedGraph:
 
 
 def load_vrd_graphs(data_root: str | Path, split: str) -> tuple[list[TypedGraph], list[str], list[str]]:
-    """VRD ``annotations_{split}.json`` -> graphs (one per image with relationships, sorted by file name),
-    object class names and predicate names. Objects are distinct ``(category, box)``; VRD boxes
-    ``[ymin, ymax, xmin, xmax]`` become ``(x0, y0, x1, y1)`` pixels. Predicate id ``p`` becomes ``p + 1``."""
+    """``<data_root>/vrd/annotations_{split}.json`` -> graphs, object class names and predicate names.
+
+    Built on the VRD reader of :mod:`scenegraph_diff.data.vrd`: one graph per image that has a
+    relationship between two distinct objects (sorted by file name); nodes are the distinct
+    ``(category, box)`` objects with pixel boxes ``(x0, y0, x1, y1)``; triplets are the distinct
+    ``(subject, object, p + 1)`` for predicate id ``p`` (0 is "no edge"), self relationships left out.
+
+    Raises:
+        FileNotFoundError: a VRD file is missing.
+        ValueError: a malformed image (a class or predicate id outside the class lists, an empty box:
+            the message names the image, field and value).
+    """
+    from ..data.vrd import read_vrd_classes, read_vrd_split
+
     root = Path(data_root) / "vrd"
     path = root / f"annotations_{split}.json"
     if not path.is_file():
         raise FileNotFoundError(f"VRD annotations not found: {path}")
-    objects = json.loads((root / "objects.json").read_text())
-    predicates = json.loads((root / "predicates.json").read_text())
-    from ..data.vrd import read_vrd_images
-
+    objects, predicates = read_vrd_classes(root)
     out = []
-    for name, keys, trip in read_vrd_images(path):
-        trip = {(s, o, p + 1) for s, o, p in trip if s != o}
+    for a in read_vrd_split(path, len(objects), len(predicates)):
+        trip = {(s, o, p + 1) for s, o, p in a.triplets() if s != o}
         if not trip:
             continue
+        keys = a.distinct_objects()
         out.append(TypedGraph(tuple(k[0] for k in keys), tuple(tuple(map(float, k[1:])) for k in keys),
-                              frozenset(trip), name))
+                              frozenset(trip), a.name))
     return out, objects, predicates
 
 

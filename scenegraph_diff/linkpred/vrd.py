@@ -87,19 +87,29 @@ class VRDImage:
 
 
 def _parse_split(path: Path) -> list[VRDImage]:
-    from ..data.vrd import read_vrd_images
+    """One split through the VRD reader of :mod:`scenegraph_diff.data.vrd`: per image (sorted by file
+    name, images without relationships kept) its distinct objects and distinct triplets, a self
+    relationship as the self pair ``(i, i, p)``."""
+    from ..data.vrd import read_vrd_split
 
     images = []
-    for name, keys, trip in read_vrd_images(path, NUM_PREDICATES):
-        classes = torch.tensor([k[0] for k in keys], dtype=torch.long)
-        boxes = torch.tensor([k[1:] for k in keys], dtype=torch.float).reshape(-1, 4)
-        t = torch.tensor(sorted(trip), dtype=torch.long).reshape(-1, 3)
-        images.append(VRDImage(name, classes, boxes, t))
+    for a in read_vrd_split(path, NUM_CLASSES, NUM_PREDICATES):
+        keys = a.distinct_objects()
+        classes = torch.tensor([k[0] for k in keys], dtype=torch.long)  # [n]
+        boxes = torch.tensor([k[1:] for k in keys], dtype=torch.float).reshape(-1, 4)  # [n, 4] pixels
+        t = torch.tensor(sorted(a.triplets()), dtype=torch.long).reshape(-1, 3)  # [R, 3]
+        images.append(VRDImage(a.name, classes, boxes, t))
     return images
 
 
 def load_vrd(data_root: str | Path, split: str) -> list[VRDImage]:
-    """Read ``<data_root>/vrd/annotations_{split}.json`` (``split`` in ``train``/``test``)."""
+    """Read ``<data_root>/vrd/annotations_{split}.json`` (``split`` in ``train``/``test``).
+
+    Raises:
+        ValueError: an unknown split, or a malformed image (a class id outside ``[0, 100)``, a predicate
+            id outside ``[0, 70)``, an empty box: the message names the image, field and value).
+        FileNotFoundError: the annotations file is missing.
+    """
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
     path = Path(data_root) / "vrd" / f"annotations_{split}.json"

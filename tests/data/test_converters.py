@@ -247,35 +247,3 @@ def test_config_errors_name_the_value():
     with pytest.raises(ValueError, match="val_fraction"):
         VisualGenomeConfig("x", "y", val_fraction=0.6, test_fraction=0.5)
     assert math.isfinite(CocoConfig("a", "b").min_object_size)
-
-
-def test_read_vrd_images_is_what_both_tensor_readers_see(tmp_path):
-    import json
-
-    from scenegraph_diff.data.vrd import read_vrd_images
-    from scenegraph_diff.diffusion.scene_graph_data import load_vrd_graphs
-    from scenegraph_diff.linkpred.vrd import load_vrd
-
-    images = read_vrd_images(FIX / "vrd" / "annotations_train.json")
-    name, keys, trip = images[0]
-    assert name == "img1.jpg"
-    assert keys[:3] == [(0, 20, 10, 80, 100), (1, 25, 30, 75, 60), (2, 10, 50, 150, 200)]  # (c, x0, y0, x1, y1)
-    assert {(0, 1, 0), (0, 2, 2), (2, 2, 3)} <= trip  # the self pair is kept here
-    root = tmp_path / "root"
-    (root / "vrd").mkdir(parents=True)
-    for f in (FIX / "vrd").iterdir():
-        (root / "vrd" / f.name).write_bytes(f.read_bytes())
-    lp = load_vrd(root, "train")
-    gd, _, _ = load_vrd_graphs(root, "train")
-    assert [im.name for im in lp] == [n for n, _, _ in images]
-    assert lp[0].classes.tolist() == [k[0] for k in keys] and lp[0].boxes[0].tolist() == [20, 10, 80, 100]
-    assert sorted(map(tuple, lp[0].triplets.tolist())) == sorted(trip)
-    by_name = {g.name: g for g in gd}
-    assert (2, 2, 4) not in by_name["img1.jpg"].triplets and (0, 1, 1) in by_name["img1.jpg"].triplets  # p + 1
-    bad = json.loads((FIX / "vrd" / "annotations_train.json").read_text())
-    bad["img1.jpg"][1]["object"]["bbox"] = [5, 5, 0, 10]
-    (root / "vrd" / "annotations_train.json").write_text(json.dumps(bad))
-    with pytest.raises(ValueError, match=r"image 'img1.jpg': relationships\[1\].object.bbox: empty box .* = \[5, 5, 0, 10\]"):
-        read_vrd_images(root / "vrd" / "annotations_train.json")
-    with pytest.raises(ValueError, match=r"predicate: 3 out of range"):
-        read_vrd_images(FIX / "vrd" / "annotations_train.json", num_predicates=3)

@@ -153,3 +153,86 @@ def test_read_vrd_split_names_file_and_image(tmp_path):
         read_vrd_split(tmp_path / "a.json")
     with pytest.raises(FileNotFoundError, match="nope.json"):
         read_vrd_split(tmp_path / "nope.json")
+
+
+# -- the tensor readers, rebuilt on read_vrd_split -----------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[2]
+SHARED = ROOT.parent / "shared" / "datasets"
+# Outputs of the readers before the merge (the package at 012d2d0); see tests/fixtures/linkpred/PROVENANCE.md.
+BEFORE = json.loads((ROOT / "tests" / "fixtures" / "linkpred" / "vrd_readers_before.json").read_text())
+# sha256 of the same snapshot on the full VRD splits, computed with the package at 012d2d0
+# (`python benchmarks/vrd_reader_merge.py --old-rev 012d2d0`, benchmarks/results/vrd_reader_check.json).
+FULL_BEFORE = {
+    "linkpred/train": "00cbc7625fecd50f1054efec590f689ec8ef0c62b045a655fde0df093cf5a71e",
+    "diffusion/train": "47d62ad2acfa1f9204f291815e3f343c2cd8d24741611fa2482bba704bdf2052",
+    "linkpred/test": "542e9654ecd2383548f9bfc45641a2956341fb259e876bc1e7cd5309db868151",
+    "diffusion/test": "67a69c33c7b194c4764aee706094c717dfc384c6bc2a60665a2b57f4491344e4",
+}
+
+
+def _merge_check():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("vrd_reader_merge", ROOT / "benchmarks" / "vrd_reader_merge.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _json(obj):
+    return json.loads(json.dumps(obj, sort_keys=True))  # tuples -> lists, as in the stored file
+
+
+def _fixture_root(tmp_path, drop=("img3.jpg",)):
+    """The hand-written fixture under ``<tmp>/vrd`` (the readers want ``<root>/vrd``), minus ``drop``."""
+    (tmp_path / "vrd").mkdir()
+    for f in FIX.iterdir():
+        (tmp_path / "vrd" / f.name).write_bytes(f.read_bytes())
+    train = json.loads((FIX / "annotations_train.json").read_text())
+    for name in drop:
+        del train[name]
+    (tmp_path / "vrd" / "annotations_train.json").write_text(json.dumps(train))
+    return tmp_path
+
+
+def test_rebuilt_readers_give_the_old_output_on_the_fixtures(tmp_path):
+    m = _merge_check()
+    assert _json(m.snapshot(ROOT / "tests" / "fixtures" / "linkpred")) == BEFORE["linkpred_fixture"]
+    # self relationship, duplicate objects and an image without relationships
+    assert _json(m.snapshot(_fixture_root(tmp_path))) == BEFORE["datasets_fixture_without_img3"]
+
+
+def test_rebuilt_readers_views_by_hand(tmp_path):
+    from scenegraph_diff.diffusion.scene_graph_data import load_vrd_graphs
+    from scenegraph_diff.linkpred.vrd import load_vrd
+
+    root = _fixture_root(tmp_path)
+    img1, img2 = load_vrd(root, "train")
+    assert (img1.name, img2.name) == ("img1.jpg", "img2.jpg") and img2.classes.numel() == 0  # empty kept
+    assert img1.classes.tolist() == [0, 1, 2]  # the twin of the self relationship is not a node here
+    assert img1.boxes.tolist() == [[20, 10, 80, 100], [25, 30, 75, 60], [10, 50, 150, 200]]
+    assert img1.triplets.tolist() == [[0, 1, 0], [0, 2, 2], [2, 2, 3]]  # the self pair is kept
+    (g1,), objects, predicates = load_vrd_graphs(root, "train")  # img2 has no relation: left out
+    assert g1.classes == (0, 1, 2) and g1.triplets == {(0, 1, 1), (0, 2, 3)}  # p + 1, no self pair
+    assert objects[:2] == ["person", "shirt"] and predicates[-1] == "next to"
+
+
+def test_rebuilt_readers_reject_bad_ids_naming_them(tmp_path):
+    from scenegraph_diff.diffusion.scene_graph_data import load_vrd_graphs
+    from scenegraph_diff.linkpred.vrd import load_vrd
+
+    root = _fixture_root(tmp_path, drop=())
+    with pytest.raises(ValueError, match=r"image 'img3.jpg': relationships\[0\].predicate: 9 out of range \(4 predicates\)"):
+        load_vrd_graphs(root, "train")  # 4 predicates in this fixture's predicates.json
+    bad = json.loads((FIX / "annotations_test.json").read_text())
+    bad["img4.jpg"][0]["object"]["category"] = 100
+    (root / "vrd" / "annotations_test.json").write_text(json.dumps(bad))
+    with pytest.raises(ValueError, match=r"image 'img4.jpg': relationships\[0\].object.category: 100 out of range \(100 classes\)"):
+        load_vrd(root, "test")
+
+
+@pytest.mark.skipif(not (SHARED / "vrd").is_dir(), reason="needs ../shared/datasets/vrd")
+def test_rebuilt_readers_give_the_old_output_on_full_vrd():
+    m = _merge_check()
+    assert {k: v["sha256"] for k, v in m.summary(_json(m.snapshot(SHARED))).items()} == FULL_BEFORE
