@@ -136,8 +136,12 @@ def _run_validate(args: argparse.Namespace) -> int:
 def _add_draw(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("draw", help="draw each graph of a JSONL file to PNG",
                        description="Draw scene graphs (objects with attributes, directed labelled relations) to "
-                                   "DIR/00000.png, DIR/00001.png, ... in input order.")
+                                   "DIR/00000.png, DIR/00001.png, ... in input order. With --layout, draw each graph's "
+                                   "layout instead: every object's box on the canvas with its label, relations as "
+                                   "labelled arrows from subject to object (every object needs a box: fill them with "
+                                   "`scenegraph-diff layout`).")
     p.add_argument("file", help="SceneGraph JSONL file")
+    p.add_argument("--layout", action="store_true", help="draw the boxes (layout) instead of the graph")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--limit", type=int, default=None, help="draw at most this many graphs (>= 0)")
     p.add_argument("--dpi", type=int, default=100, help=f"resolution, {_DPI[0]} to {_DPI[1]} (default 100)")
@@ -153,17 +157,23 @@ def _run_draw(args: argparse.Namespace) -> int:
         raise CLIError(f"--dpi must be in {_DPI[0]}..{_DPI[1]}, got {args.dpi}")
     from tqdm import tqdm
 
-    from .graph.draw import draw
+    from .graph.draw import draw, draw_layout
 
     graphs = _read_graphs(args.file)
     if args.limit is not None:
         graphs = graphs[: args.limit]
+    if args.layout:  # check every graph before drawing any
+        for n, g in enumerate(graphs):
+            missing = [i for i, o in enumerate(g.objects) if o.box is None]
+            if missing:
+                raise CLIError(f"graph {n + 1}: objects[{missing[0]}] ({g.objects[missing[0]].name!r}) has no box "
+                               "(fill boxes with `scenegraph-diff layout`)")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     paths = []
     for i, g in enumerate(tqdm(graphs, desc="draw", unit="graph", file=sys.stderr, disable=len(graphs) < 20)):
         path = out / f"{i:05d}.png"
-        draw(g, path, dpi=args.dpi)
+        (draw_layout if args.layout else draw)(g, path, dpi=args.dpi)
         paths.append(str(path))
     print(json.dumps({"drawn": len(paths), "out": str(out)}))
     return 0
@@ -318,9 +328,15 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", default=None, help="Stable Diffusion id/folder (SceneGraphPipeline), a saved "
                                                   "ShapesPipeline folder or a bundled model's name (shapes, sd-shapes); "
                                                   "default: the bundled shapes model")
-    p.add_argument("--conditioning", default=None, choices=["text", "graph"],
-                   help="Stable Diffusion models: text (graph scale 0 = plain StableDiffusionPipeline) or graph (the "
-                        "folder's trained graph adapter); default graph when the model has one, else text")
+    p.add_argument("--conditioning", default=None, choices=["text", "graph", "layout", "graph+layout"],
+                   help="Stable Diffusion models: text (graph scale 0, no grounding = plain StableDiffusionPipeline), "
+                        "graph (the folder's trained graph adapter), layout (boxes from a layout model, drawn in by the "
+                        "UNet's GLIGEN layers; the boxes go into the graph JSON) or graph+layout; default: the "
+                        "strongest the model supports")
+    p.add_argument("--layout-model", default=None, metavar="NAME|DIR",
+                   help="layout model of --conditioning layout (default: the model's, layout-shapes for sd-shapes)")
+    p.add_argument("--grounding-steps-fraction", type=float, default=None, metavar="F",
+                   help="GLIGEN scheduled sampling: ground the first fraction F of the steps (default: the model's, 1)")
     p.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale (default: the model's)")
     p.add_argument("--graph-scale", type=float, default=None, help="graph offset strength w (default: the model's, "
                                                                     "else RRNet's 0.6)")
@@ -375,6 +391,7 @@ def _run_generate(args: argparse.Namespace) -> int:
                                 steps=args.steps, model=args.model, scale=args.scale, parser_backend=args.parser,
                                 graph_refiner=args.graph_refiner, refine_strength=args.refine_strength,
                                 refine_steps=args.refine_steps, device=args.device, conditioning=args.conditioning,
+                                layout_model=args.layout_model, grounding_steps_fraction=args.grounding_steps_fraction,
                                 guidance_scale=args.guidance, graph_scale=args.graph_scale,
                                 fk_particles=args.fk_particles, fk_reward=args.fk_reward,
                                 cache_interval=args.cache_interval, composed=args.composed)
@@ -598,6 +615,52 @@ def _run_train_sd_shapes(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------------------------- train-grounding
+def _add_train_grounding(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train-grounding", help="train GLIGEN box grounding on a frozen sd-shapes (alone or under "
+                                               "torchrun)",
+                       description="Add GLIGEN's gated self-attention and position net to the UNet of a trained "
+                                   "shapes-world Stable Diffusion folder and train only those layers (VAE, text encoder "
+                                   "and base UNet frozen) on rendered scenes: caption + one grounding token (phrase + "
+                                   "box) per object. Writes OUTPUT/grounding (the layers alone, a few MB); --into DIR "
+                                   "copies them into a pipeline folder (DIR/grounding), which SceneGraphPipeline and "
+                                   "`generate --conditioning layout` then use. Resumable.")
+    p.add_argument("--model", default="sd-shapes", help="the frozen base: bundled name or folder (default sd-shapes)")
+    p.add_argument("--output", default="runs/sd_shapes_grounding", help="run folder (default runs/sd_shapes_grounding)")
+    p.add_argument("--minutes", type=float, default=50.0,
+                   help="training budget in minutes, over all resumes (default 50; 0 = steps only)")
+    p.add_argument("--steps", type=int, default=20000, help="step cap (default 20000)")
+    p.add_argument("--batch-size", type=int, default=64, help="scenes per step and rank (default 64)")
+    p.add_argument("--lr", type=float, default=3e-4, help="learning rate (default 3e-4)")
+    p.add_argument("--checkpoint-every", type=int, default=500, help="steps between checkpoints (default 500)")
+    p.add_argument("--into", default=None, metavar="DIR",
+                   help="also copy the trained layers into this pipeline folder as DIR/grounding (fp16)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint")
+    _add_device(p, "auto", "CUDA when available; one GPU per rank under torchrun")
+    _add_threads(p)
+
+
+def _run_train_grounding(args: argparse.Namespace) -> int:
+    device = _device(args.device)
+    from .shapes.sd_shapes_grounding import GroundingConfig, export_grounding, train_grounding
+
+    _set_threads(args.threads)
+    try:
+        config = GroundingConfig(model=args.model, output_dir=args.output, minutes=args.minutes or None,
+                                 steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+                                 checkpoint_every=args.checkpoint_every, seed=args.seed, num_threads=args.threads,
+                                 device=device)
+        path = train_grounding(config, resume=args.resume)
+        result = {"grounding": str(path)}
+        if args.into and os.environ.get("RANK", "0") == "0":
+            result["into"] = str(export_grounding(path, args.into))
+    except (ValueError, FileNotFoundError) as e:
+        raise CLIError(str(e)) from None
+    print(json.dumps(result))
+    return 0
+
+
 # ---------------------------------------------------------------------------------------------- models
 def _add_models(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("models", help="list the bundled models (name, folder, size, what each was trained on)",
@@ -619,6 +682,129 @@ def _run_models(args: argparse.Namespace) -> int:
     for m in models:
         print(f"{m.name:<{width}}  {m.size_bytes / 2**20:>6.1f}MB  {m.kind:<20}  {m.folder}")
         print(f"{'':<{width}}  {'':>8}  {'':<20}  {m.description}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------- layout
+_LAYOUT_CHUNK = 256  # graphs per model call (bounds memory; the seeded generator runs through the chunks in order)
+
+
+def _add_layout(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("layout", help="fill the object boxes of scene graphs with a layout model",
+                       description="Read SceneGraph JSONL, give every object a box ([x0, y0, x1, y1] in [0, 1]) and "
+                                   "write the same graphs (text, attributes, relations unchanged) as JSONL. Boxes "
+                                   "already in the input are kept (the model completes the layout around them) unless "
+                                   "--resample. With --num-samples K > 1 each input graph gives K consecutive output "
+                                   "lines (line K*i + k is sample k of input graph i). A bad input line stops the "
+                                   "command (exit 2) before anything is written.")
+    p.add_argument("file", help="SceneGraph JSONL file")
+    p.add_argument("-o", "--output", default=None, help="output JSONL (written atomically; default: stdout)")
+    p.add_argument("--model", default="layout-shapes", metavar="NAME|DIR",
+                   help="bundled layout model (layout-shapes, layout-vrd; see `scenegraph-diff models`) or a folder "
+                        "saved by train-layout (default layout-shapes)")
+    p.add_argument("--num-samples", type=int, default=1, metavar="K", help="layouts per graph (default 1)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0); the same seed gives the same boxes")
+    p.add_argument("--resample", action="store_true", help="ignore the input's boxes and predict every box")
+    p.add_argument("--steps", type=int, default=None, help="diffusion models: network evaluations per layout (1..50; "
+                                                           "default: the model's)")
+    _add_threads(p)
+
+
+def _run_layout(args: argparse.Namespace) -> int:
+    if args.num_samples < 1:
+        raise CLIError(f"--num-samples must be >= 1, got {args.num_samples}")
+    if args.seed < 0:
+        raise CLIError(f"--seed must be >= 0, got {args.seed}")
+    if args.steps is not None and not 1 <= args.steps <= 50:
+        raise CLIError(f"--steps must be in 1..50, got {args.steps}")
+    graphs = _read_graphs(args.file)
+    _set_threads(args.threads)
+    import torch
+    from tqdm.auto import tqdm
+
+    from .layout import DiffusionLayoutModel, load_layout_model
+
+    try:
+        model = load_layout_model(args.model)
+    except (FileNotFoundError, ValueError) as e:
+        raise CLIError(str(e)) from None
+    options = {}
+    if args.steps is not None:
+        if not isinstance(model, DiffusionLayoutModel):
+            raise CLIError(f"--steps: {args.model} is a {type(model).__name__}, which has no sampler steps")
+        options["num_steps"] = args.steps
+    generator = torch.Generator().manual_seed(args.seed)
+    out = []
+    quiet = len(graphs) < 2 * _LAYOUT_CHUNK
+    with tqdm(total=len(graphs), desc="layout", unit="graph", file=sys.stderr, disable=quiet) as bar:
+        for start in range(0, len(graphs), _LAYOUT_CHUNK):
+            chunk = graphs[start:start + _LAYOUT_CHUNK]
+            for samples in model.sample(chunk, args.num_samples, generator, args.resample, **options):
+                out.extend(samples)
+            bar.update(len(chunk))
+    from .graph import write_jsonl
+
+    if args.output is None:
+        write_jsonl(sys.stdout, out)
+    else:
+        write_jsonl(args.output, out)
+        print(json.dumps({"graphs": len(graphs), "written": len(out), "output": args.output}), file=sys.stderr)
+    return 0
+
+
+def _add_train_layout(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train-layout", help="train a scene graph -> layout model (alone or under torchrun)",
+                       description="Train a layout model (regression baseline or box diffusion, HGCN or R-HGNN "
+                                   "encoder) on shapes-world scenes or on a folder prepared by `scenegraph-diff "
+                                   "preprocess vrd` (its train split). Saves OUTPUT/model (EMA weights; load it with "
+                                   "`scenegraph-diff layout --model OUTPUT/model`) and OUTPUT/train_info.json. "
+                                   "Resumable; under torchrun each rank draws its own batches (data parallel; gloo on "
+                                   "CPU).")
+    p.add_argument("--model", default="diffusion", choices=["regression", "diffusion"], help="(default diffusion)")
+    p.add_argument("--encoder", default="rhgnn", choices=["hgcn", "rhgnn"], help="graph encoder (default rhgnn)")
+    p.add_argument("--data", default="shapes", metavar="shapes|DIR",
+                   help="'shapes' (scenes sampled from the shapes world) or a prepared VRD folder (default shapes)")
+    p.add_argument("--output", default="runs/layout", help="run folder (default runs/layout)")
+    p.add_argument("--max-steps", type=int, default=20000, help="optimizer steps (default 20000)")
+    p.add_argument("--max-minutes", type=float, default=15.0, help="wall-clock budget, 0 = steps only (default 15)")
+    p.add_argument("--batch-size", type=int, default=64, help="graphs per step and rank (default 64)")
+    p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (default 1e-3)")
+    p.add_argument("--weight-decay", type=float, default=0.0, help="AdamW weight decay (default 0)")
+    p.add_argument("--dim", type=int, default=64, help="model width (default 64)")
+    p.add_argument("--num-layers", type=int, default=2, help="graph layers (default 2)")
+    p.add_argument("--attn-layers", type=int, default=1, help="object self-attention layers (default 1)")
+    p.add_argument("--dropout", type=float, default=0.0, help="dropout (default 0)")
+    p.add_argument("--steps", type=int, default=10, help="diffusion: default sampler steps of the saved model (default 10)")
+    p.add_argument("--pool-size", type=int, default=100000, help="shapes: scenes in the training pool (default 100000)")
+    p.add_argument("--checkpoint-every", type=int, default=1000, help="steps between checkpoints (default 1000)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in OUTPUT")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _add_device(p, "cpu", "the models are small; one GPU per rank under torchrun with cuda")
+    _add_threads(p)
+
+
+def _run_train_layout(args: argparse.Namespace) -> int:
+    device = _device(args.device)
+    if args.data != "shapes" and not Path(args.data).is_dir():
+        raise CLIError(f"--data {args.data!r}: neither 'shapes' nor a folder (prepare one with "
+                       "`scenegraph-diff preprocess vrd -o DIR`)")
+    _set_threads(args.threads)
+    from .layout.train import TrainLayoutConfig, train_layout
+
+    try:
+        config = TrainLayoutConfig(output_dir=args.output, model=args.model, encoder=args.encoder, data=args.data,
+                                   max_steps=args.max_steps, max_minutes=args.max_minutes or None,
+                                   batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
+                                   dim=args.dim, num_layers=args.num_layers, attn_layers=args.attn_layers,
+                                   dropout=args.dropout, num_inference_steps=args.steps, pool_size=args.pool_size,
+                                   checkpoint_every=args.checkpoint_every, seed=args.seed, num_threads=args.threads,
+                                   device=device, progress=not args.no_progress)
+        path = train_layout(config, resume=args.resume)
+    except (ValueError, KeyError, FileNotFoundError) as e:
+        raise CLIError(str(e).strip("'\"")) from None
+    if os.environ.get("RANK", "0") == "0":
+        print(json.dumps({"model": str(path), "train_info": str(Path(args.output) / "train_info.json")}))
     return 0
 
 
@@ -850,7 +1036,10 @@ COMMANDS: list[tuple[str, Callable[[argparse._SubParsersAction], None], Callable
     ("linkpred", _add_linkpred, _run_linkpred),
     ("train-rectification", _add_train_rectification, _run_train_rectification),
     ("train-sd-shapes", _add_train_sd_shapes, _run_train_sd_shapes),
+    ("train-grounding", _add_train_grounding, _run_train_grounding),
     ("models", _add_models, _run_models),
+    ("layout", _add_layout, _run_layout),
+    ("train-layout", _add_train_layout, _run_train_layout),
 ]
 
 

@@ -6,8 +6,10 @@ One route from prompt to pixels for every model: prompt -> parse -> (refine) -> 
 * a Stable Diffusion folder / id (the bundled ``sd-shapes``, or SD 1.x / 2.x) runs through
   :class:`~scenegraph_diff.pipelines.SceneGraphPipeline`: ``conditioning="text"`` sets the graph scale to 0 (the
   image is bit-identical to plain :class:`~diffusers.StableDiffusionPipeline`), ``"graph"`` applies the folder's
-  trained graph adapter (``graph_encoder/`` + ``graph_conditioner/``); the default is ``"graph"`` when the folder
-  has one, else ``"text"``;
+  trained graph adapter (``graph_encoder/`` + ``graph_conditioner/``), ``"layout"`` grounds every object in a box
+  that a layout model predicts from the graph (GLIGEN layers: the folder's ``grounding/`` or a GLIGEN checkpoint;
+  the boxes are written to the graph JSON) and ``"graph+layout"`` does both. The default is the strongest the folder
+  supports: ``"graph+layout"``, ``"layout"``, ``"graph"``, then ``"text"``;
 * a :class:`~scenegraph_diff.shapes.pipeline.ShapesPipeline` folder (the bundled ``shapes``: the layout-painting
   reference, and the default model) draws the graph directly.
 
@@ -44,7 +46,10 @@ import numpy as np
 from .graph.scene_graph import SceneGraph, SceneGraphError
 
 __all__ = ["GenerateConfig", "generate", "check_prompts", "model_kind", "model_settings", "image_name",
-           "image_seeds"]
+           "image_seeds", "CONDITIONINGS"]
+
+#: What ``conditioning`` may be, weakest first.
+CONDITIONINGS: tuple[str, ...] = ("text", "graph", "layout", "graph+layout")
 
 
 logger = logging.getLogger(__name__)
@@ -70,8 +75,14 @@ class GenerateConfig:
             the ones written to ``DIR/00000.json``. Works with any image model.
         refine_strength: fraction of object classes / relation slots re-masked, in ``(0, 1]``.
         refine_steps: refiner network evaluations.
-        conditioning: for a Stable Diffusion model, ``"text"`` (graph scale 0: plain SD) or ``"graph"`` (the
-            folder's trained graph adapter); ``None``: ``"graph"`` when the folder has an adapter, else ``"text"``.
+        conditioning: for a Stable Diffusion model, ``"text"`` (graph scale 0, no grounding: plain SD), ``"graph"``
+            (the folder's trained graph adapter), ``"layout"`` (box grounding: layout model -> GLIGEN layers) or
+            ``"graph+layout"``; ``None``: the strongest the folder supports (see the module docstring).
+        layout_model: layout model for ``"layout"`` conditioning: a bundled name (``layout-shapes``) or folder
+            (``None``: the folder's ``scenegraph_diff.json`` ``layout_model``). Each prompt gets one layout, sampled
+            with its own generator (seeded from ``seed`` and the prompt's index), shared by its images.
+        grounding_steps_fraction: GLIGEN's scheduled sampling: ground the first fraction of the steps (``None``: the
+            model's default, else 1).
         guidance_scale: classifier-free guidance (``None``: the model's default — sd-shapes' card, else 7.5).
         graph_scale: strength of the graph offsets with ``conditioning="graph"`` (``None``: the model's default).
         device: where the image model and the refiner run: ``"cpu"`` (default: outputs are bit-reproducible),
@@ -101,6 +112,8 @@ class GenerateConfig:
     refine_steps: int = 5
     device: str = "cpu"
     conditioning: str | None = None
+    layout_model: str | None = None
+    grounding_steps_fraction: float | None = None
     guidance_scale: float | None = None
     graph_scale: float | None = None
     fk_particles: int = 1
@@ -124,8 +137,13 @@ class GenerateConfig:
             raise ValueError(f"refine_strength must be in (0, 1], got {self.refine_strength}")
         if self.refine_steps < 1:
             raise ValueError(f"refine_steps must be >= 1, got {self.refine_steps}")
-        if self.conditioning not in (None, "text", "graph"):
-            raise ValueError(f"conditioning must be 'text' or 'graph', got {self.conditioning!r}")
+        if self.conditioning not in (None, *CONDITIONINGS):
+            raise ValueError(f"conditioning must be one of {', '.join(CONDITIONINGS)}, got {self.conditioning!r}")
+        if self.grounding_steps_fraction is not None and not 0.0 < self.grounding_steps_fraction <= 1.0:
+            raise ValueError(f"grounding_steps_fraction must be in (0, 1], got {self.grounding_steps_fraction!r}")
+        if self.conditioning in ("layout", "graph+layout") and (self.fk_particles > 1 or self.composed):
+            raise ValueError(f"conditioning={self.conditioning!r} does not combine with "
+                             f"{'fk_particles' if self.fk_particles > 1 else 'composed'}: use one of them")
         if self.guidance_scale is not None and not self.guidance_scale >= 0:
             raise ValueError(f"guidance_scale must be >= 0, got {self.guidance_scale!r}")
         if self.graph_scale is not None and not self.graph_scale >= 0:
@@ -330,7 +348,9 @@ def generate(config: GenerateConfig, progress: Callable[[int], None] | None = No
                       drop_contradictory=True)
         images = list(result.images)
     else:
-        images = _generate_sd(config, source, todo, keep, device)
+        images, todo = _generate_sd(config, source, todo, keep, device)
+        for i, g in zip(keep, todo):  # with layout conditioning: the graphs with the boxes used
+            graphs[i] = g
     for j, i in enumerate(keep):
         for k in range(config.num_images):
             path = out / image_name(i, k)
@@ -353,9 +373,10 @@ def image_seeds(seed: int, prompt_indices: Sequence[int], num_images: int) -> li
 
 
 def _generate_sd(config: GenerateConfig, source: str | Path | None, graphs: Sequence[SceneGraph],
-                 prompt_indices: Sequence[int], device: object = "cpu") -> list[np.ndarray]:
+                 prompt_indices: Sequence[int], device: object = "cpu") -> tuple[list[np.ndarray], list[SceneGraph]]:
     """Images from a Stable Diffusion checkpoint through ``SceneGraphPipeline`` (loaded from ``source``: the
-    folder or hub id ``config.model`` names) on ``device``, ``config.batch_size`` images per call.
+    folder or hub id ``config.model`` names) on ``device``, ``config.batch_size`` images per call; and the graphs
+    they were drawn from (with boxes under layout conditioning).
 
     Every image has its own CPU generator (:func:`image_seeds`), so an image does not depend on the other prompts
     and, up to floating-point rounding of other batch shapes (at most one 8-bit level, measured), on the batching."""
@@ -374,15 +395,38 @@ def _generate_sd(config: GenerateConfig, source: str | Path | None, graphs: Sequ
     pipe.set_progress_bar_config(disable=True)
     settings = model_settings(config.model)
     trained = not pipe.graph_conditioner.is_identity
-    conditioning = config.conditioning or ("graph" if trained else "text")
-    if conditioning == "graph" and not trained:
+    layout_name = config.layout_model or settings.get("layout_model")
+    groundable = pipe.is_grounded and layout_name is not None and config.fk_particles == 1 and not config.composed
+    conditioning = config.conditioning or ("graph+layout" if trained and groundable else "layout" if groundable
+                                           else "graph" if trained else "text")
+    if "graph" in conditioning and not trained:
         raise RuntimeError(f"model {config.model!r} has no trained graph adapter (graph_encoder/ + graph_conditioner/): "
-                           "use --conditioning text, or train one with scenegraph-diff train-rectification")
-    graph_scale = 0.0 if conditioning == "text" else (
+                           "use --conditioning text or layout, or train one with scenegraph-diff train-rectification")
+    grounding = "layout" in conditioning
+    if grounding and not pipe.is_grounded:
+        raise RuntimeError(f"model {config.model!r} has no box-grounding layers (a grounding/ folder or a GLIGEN UNet): "
+                           "use --conditioning text or graph, or train them with scenegraph-diff train-grounding")
+    if grounding and layout_name is None:
+        raise RuntimeError(f"model {config.model!r} names no layout model: pass --layout-model NAME|DIR")
+    graph_scale = 0.0 if "graph" not in conditioning else (
         config.graph_scale if config.graph_scale is not None else float(settings.get("graph_scale", 0.6)))
-    kwargs: dict = {"graph_scale": graph_scale,
+    graphs = list(graphs)
+    if grounding:
+        from .layout import load_layout_model
+
+        try:
+            layout = load_layout_model(str(layout_name))
+        except (OSError, ValueError) as e:
+            raise RuntimeError(f"layout model {layout_name!r}: {' '.join(str(e).split())}") from None
+        pipe.layout_model = layout
+        graphs = [pipe.layout_graphs([g], generator=torch.Generator().manual_seed(sd))[0]  # one layout per prompt
+                  for g, sd in zip(graphs, image_seeds(config.seed + 1, prompt_indices, 1))]
+    kwargs: dict = {"graph_scale": graph_scale, "grounding": grounding,
                     "guidance_scale": config.guidance_scale if config.guidance_scale is not None
                     else float(settings.get("guidance_scale", 7.5))}
+    if grounding:
+        kwargs["grounding_steps_fraction"] = (config.grounding_steps_fraction if config.grounding_steps_fraction
+                                              is not None else float(settings.get("grounding_steps_fraction", 1.0)))
     steps = config.steps or settings.get("steps")
     if steps is not None:
         kwargs["num_inference_steps"] = int(steps)
@@ -405,7 +449,7 @@ def _generate_sd(config: GenerateConfig, source: str | Path | None, graphs: Sequ
             else:
                 out = sample([g for g in chunk for _ in range(k)], chunk_seeds)
             images.extend(np.clip(np.asarray(im) * 255.0 + 0.5, 0, 255).astype(np.uint8) for im in out)
-    return images
+    return images, graphs
 
 
 def _sampler(config: GenerateConfig, pipe: object, kwargs: dict) -> Callable | None:
@@ -413,6 +457,7 @@ def _sampler(config: GenerateConfig, pipe: object, kwargs: dict) -> Callable | N
     FK swaps ``pipe``'s scheduler for its stochastic variant."""
     import torch
 
+    kwargs = {k: v for k, v in kwargs.items() if k != "grounding"}  # FK / composed: never grounded (GenerateConfig)
     if config.fk_particles > 1:
         from .guidance.fk import FKConfig, checker_reward, dc_reward, fk_generate, particle_generators, stochastic_scheduler
 

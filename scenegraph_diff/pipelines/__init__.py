@@ -4,6 +4,7 @@
 * :class:`GraphPipelineMixin` — what every such pipeline shares: graph modules, ``from_pretrained`` (dtypes,
   aligned weights), ``from_pipe``, CPU offloading, step callbacks;
 * :class:`GraphCutoffCallback` — graph conditioning for the first steps only (``callback_on_step_end``);
+  :class:`GroundingCutoffCallback` — the same for GLIGEN box grounding;
 * :mod:`.testing` — :func:`~.testing.tiny_sd_components`, offline random-weight SD parts for tests and CI.
 
 Imported lazily (diffusers and transformers load on first use).
@@ -20,6 +21,7 @@ _LAZY = {
     "GraphPipelineMixin": ".graph_pipeline",
     "GRAPH_MODULES": ".graph_pipeline",
     "GraphCutoffCallback": ".callbacks",
+    "GroundingCutoffCallback": ".callbacks",
 }
 
 __all__ = list(_LAZY)

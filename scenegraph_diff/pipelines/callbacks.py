@@ -1,6 +1,7 @@
 """Step-end callbacks for graph-conditioned pipelines (diffusers' ``callback_on_step_end`` interface).
 
 * :class:`GraphCutoffCallback` — graph conditioning during the first steps only, plain text conditioning after;
+* :class:`GroundingCutoffCallback` — GLIGEN box grounding during the first steps only;
 * :func:`chain_callbacks` — run a user's callback, then one of ours, as one ``callback_on_step_end``.
 """
 
@@ -12,7 +13,7 @@ from typing import Any, Callable, Sequence
 from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
 from diffusers.configuration_utils import register_to_config
 
-__all__ = ["GraphCutoffCallback", "chain_callbacks", "StepCallback"]
+__all__ = ["GraphCutoffCallback", "GroundingCutoffCallback", "chain_callbacks", "StepCallback"]
 
 #: ``callback(pipeline, step_index, timestep, callback_kwargs) -> dict``, as diffusers calls it
 StepCallback = Callable[[Any, int, Any, dict[str, Any]], dict[str, Any]]
@@ -96,3 +97,40 @@ def chain_callbacks(first: StepCallback | PipelineCallback | MultiPipelineCallba
         return then(pipeline, step_index, timestep, out)
 
     return run, inputs
+
+
+class GroundingCutoffCallback(PipelineCallback):
+    r"""GLIGEN's scheduled sampling: box grounding during the first steps only.
+
+    At the end of step :math:`n - 1` every gated self-attention layer of the pipeline's (grounded) UNet is switched
+    off (:func:`~scenegraph_diff.conditioning.grounding.set_grounding_enabled`), so the remaining steps are plain
+    text-conditioned SD; the pipeline switches them back on when the call ends. GLIGEN calls the grounded fraction
+    :math:`\beta` (diffusers' ``gligen_scheduled_sampling_beta``, 0.3 there).
+
+    Args:
+        cutoff_step_ratio: :math:`n = \lceil r \cdot N \rceil` of the :math:`N` steps, :math:`r \in (0, 1]`.
+
+    Raises:
+        ValueError: a ratio outside ``(0, 1]``.
+    """
+
+    tensor_inputs: list[str] = []
+
+    @register_to_config
+    def __init__(self, cutoff_step_ratio: float = 0.3) -> None:
+        if not (isinstance(cutoff_step_ratio, (int, float)) and 0.0 < cutoff_step_ratio <= 1.0):
+            raise ValueError(f"cutoff_step_ratio must be in (0, 1], got {cutoff_step_ratio!r}")
+        super().__init__(cutoff_step_ratio=float(cutoff_step_ratio))
+
+    def conditioned_steps(self, num_timesteps: int) -> int:
+        """:math:`n`, the number of grounded steps out of ``num_timesteps``."""
+        return math.ceil(float(self.config.cutoff_step_ratio) * num_timesteps)
+
+    def callback_fn(self, pipeline: Any, step_index: int, timestep: Any,
+                    callback_kwargs: dict[str, Any]) -> dict[str, Any]:
+        """At the end of step ``n - 1``: the UNet's fusers off."""
+        from ..conditioning.grounding import set_grounding_enabled
+
+        if step_index + 1 == self.conditioned_steps(pipeline.num_timesteps):
+            set_grounding_enabled(pipeline.unet, False)
+        return callback_kwargs

@@ -26,6 +26,7 @@ import contextvars
 import inspect
 import logging
 import os
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 import torch
@@ -35,10 +36,13 @@ from torch import Tensor
 from ..conditioning.alignment import align_batch
 from ..conditioning.conditioner import GraphConditioner
 from ..conditioning.graph_batch import graph_batch
+from ..conditioning.grounding import (
+    GROUNDING_FOLDER, PhraseEncoder, grounding_inputs, is_grounded, load_grounding, set_grounding_enabled,
+)
 from ..graph.scene_graph import SceneGraph
 from ..nn.encoders import SceneGraphEncoder
 from ..weights import align_weights_
-from .callbacks import GraphCutoffCallback, chain_callbacks
+from .callbacks import GraphCutoffCallback, GroundingCutoffCallback, chain_callbacks
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..diffusion.scene_graph_refiner import SceneGraphRefiner
@@ -88,6 +92,7 @@ class GraphPipelineMixin:
     graph_encoder: SceneGraphEncoder
     graph_conditioner: GraphConditioner
     graph_refiner: "SceneGraphRefiner | None"
+    layout_model: Any
     _text_prompt_embeds: Tensor | None = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -108,7 +113,7 @@ class GraphPipelineMixin:
     # ------------------------------------------------------------------ construction
     def register_graph_modules(self, graph_encoder: SceneGraphEncoder | None = None,
                                graph_conditioner: GraphConditioner | None = None,
-                               graph_refiner: "SceneGraphRefiner | None" = None) -> None:
+                               graph_refiner: "SceneGraphRefiner | None" = None, layout_model: Any = None) -> None:
         """Check, place and register the graph modules (call it after the parent's ``__init__``).
 
         ``None`` gets a fresh module, seeded (the global RNG is untouched), sized from the text encoder
@@ -118,7 +123,7 @@ class GraphPipelineMixin:
 
         Raises:
             ValueError: a module's sizes do not fit the text encoder, the UNet or each other (names both).
-            TypeError: ``graph_refiner`` has no ``refine()`` method.
+            TypeError: ``graph_refiner`` has no ``refine()`` method, or ``layout_model`` no ``sample()`` method.
         """
         token_dim = self.text_encoder.get_input_embeddings().embedding_dim  # type: ignore[attr-defined]
         unet = self.unet  # type: ignore[attr-defined]
@@ -153,6 +158,10 @@ class GraphPipelineMixin:
             raise TypeError(f"graph_refiner is a {type(graph_refiner).__name__} without a refine() method; "
                             "expected a SceneGraphRefiner")
         self.graph_refiner = graph_refiner
+        if layout_model is not None and not callable(getattr(layout_model, "sample", None)):
+            raise TypeError(f"layout_model is a {type(layout_model).__name__} without a sample() method; expected a "
+                            "layout model (scenegraph_diff.layout.load_layout_model)")
+        self.layout_model = layout_model
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs: Any) -> Any:
@@ -164,15 +173,21 @@ class GraphPipelineMixin:
         ``torch.bfloat16``, or a ``{name: dtype, "default": dtype}`` dict, e.g. to keep ``graph_encoder`` in
         float32) applies to saved graph modules as to the others: they are loaded in it, not cast after (so
         diffusers' "Casting directly with `to()`" warning never comes from them); fresh ones take the UNet's
-        dtype. ``graph_refiner`` is not a saved component: pass it by keyword. ``requires_safety_checker``
-        defaults to ``False``.
+        dtype. ``graph_refiner`` and ``layout_model`` are not saved components: pass them by keyword.
+        ``requires_safety_checker`` defaults to ``False``. A folder with a ``grounding/`` sub-folder (GLIGEN layers
+        stored on their own, :func:`~scenegraph_diff.conditioning.grounding.save_grounding`) gets them added to its
+        UNet; a GLIGEN checkpoint (UNet with ``attention_type="gated"``) is grounded as it is.
 
         Every parameter and buffer of every component ends in owned, 64-byte aligned memory, so the loaded
         pipeline computes bit for bit what the saved one did on the same machine.
         """
         if "requires_safety_checker" in inspect.signature(cls.__init__).parameters:
             kwargs.setdefault("requires_safety_checker", False)
-        return align_weights_(super().from_pretrained(pretrained_model_name_or_path, **kwargs))  # type: ignore[misc]
+        pipe = super().from_pretrained(pretrained_model_name_or_path, **kwargs)  # type: ignore[misc]
+        grounding = Path(str(pretrained_model_name_or_path)) / GROUNDING_FOLDER
+        if grounding.is_dir() and not is_grounded(pipe.unet) and "unet" not in kwargs:
+            pipe.register_modules(unet=load_grounding(pipe.unet, grounding))
+        return align_weights_(pipe)
 
     @classmethod
     def from_pipe(cls, pipeline: Any, **kwargs: Any) -> Any:
@@ -186,9 +201,10 @@ class GraphPipelineMixin:
         float32 when no dtype is given (huggingface/diffusers#12754), the components keep their dtypes unless
         ``dtype`` / ``torch_dtype`` is passed.
         """
-        if "graph_refiner" not in kwargs and getattr(pipeline, "graph_refiner", None) is not None \
-                and "graph_refiner" in inspect.signature(cls.__init__).parameters:
-            kwargs["graph_refiner"] = pipeline.graph_refiner
+        for name in ("graph_refiner", "layout_model"):
+            if name not in kwargs and getattr(pipeline, name, None) is not None \
+                    and name in inspect.signature(cls.__init__).parameters:
+                kwargs[name] = getattr(pipeline, name)
         if kwargs.get("dtype") is not None or kwargs.get("torch_dtype") is not None:
             return super().from_pipe(pipeline, **kwargs)  # type: ignore[misc]
         token = _FROM_PIPE_KEEPS_DTYPES.set(True)
@@ -273,6 +289,56 @@ class GraphPipelineMixin:
         batch = graph_batch(graphs, self.token_embedder(), prompt_embeds, alignment)  # scene node = EOT state
         out = self.graph_encoder(batch)
         return self.graph_conditioner(prompt_embeds, out, alignment, scale=scale).to(prompt_embeds.dtype)
+
+    # ------------------------------------------------------------------ grounding (GLIGEN)
+    @property
+    def is_grounded(self) -> bool:
+        """Whether the UNet has GLIGEN's box-grounding layers (a GLIGEN checkpoint, or a ``grounding/`` folder)."""
+        return is_grounded(self.unet)  # type: ignore[attr-defined]
+
+    def layout_graphs(self, graphs: Sequence[SceneGraph], generator: torch.Generator | None = None) -> list[SceneGraph]:
+        """``graphs`` with a box on every object: given boxes are kept, the others come from ``layout_model``
+        (one sample per graph, :meth:`sample` of a :mod:`scenegraph_diff.layout` model). Without a layout model the
+        graphs are returned as they are (only their boxed objects are grounded).
+
+        Args:
+            graphs: the scene graphs.
+            generator: CPU :class:`torch.Generator` of the layout sampling (global RNG if None).
+        """
+        need = [i for i, g in enumerate(graphs) if any(o.box is None for o in g.objects)]
+        out = list(graphs)
+        if not need or self.layout_model is None:
+            return out
+        sampled = self.layout_model.sample([graphs[i] for i in need], num_samples=1, generator=generator)
+        for i, samples in zip(need, sampled):
+            out[i] = samples[0]
+        return out
+
+    def grounding_kwargs(self, graphs: Sequence[SceneGraph], num_images_per_prompt: int = 1,
+                         do_classifier_free_guidance: bool = True) -> dict[str, Tensor]:
+        """The UNet's ``cross_attention_kwargs["gligen"]`` for ``graphs`` (their boxed objects): ``boxes [R, N, 4]``,
+        ``positive_embeddings [R, N, D]``, ``masks [R, N]`` with ``R = G * num_images_per_prompt`` rows, doubled as
+        ``[negative, positive]`` under guidance (the negative rows masked: no grounding, as GLIGEN samples)."""
+        encode = PhraseEncoder(self.text_encoder, self.tokenizer)  # type: ignore[attr-defined]
+        g = grounding_inputs(graphs, encode)
+        dtype, device = self.unet.dtype, self._execution_device  # type: ignore[attr-defined]
+        g = {k: v.repeat_interleave(num_images_per_prompt, dim=0).to(device=device, dtype=dtype) for k, v in g.items()}
+        if do_classifier_free_guidance:
+            g = {k: torch.cat([v, v]) for k, v in g.items()}
+            g["masks"][: g["masks"].size(0) // 2] = 0
+        return g
+
+    @contextlib.contextmanager
+    def _grounding_for_call(self, on: bool) -> Iterator[None]:
+        """Fusers on (``on``) or off for the call; always back on when it ends (a cut-off callback turns them off)."""
+        if not self.is_grounded:
+            yield
+            return
+        set_grounding_enabled(self.unet, on)  # type: ignore[attr-defined]
+        try:
+            yield
+        finally:
+            set_grounding_enabled(self.unet, True)  # type: ignore[attr-defined]
 
     # ------------------------------------------------------------------ step callbacks
     def text_only_prompt_embeds(self, prompt_embeds: Tensor) -> Tensor:

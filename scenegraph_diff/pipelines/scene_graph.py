@@ -17,6 +17,7 @@ from ..conditioning.conditioner import GraphConditioner
 from ..diffusion.scene_graph_refiner import SceneGraphRefiner
 from ..graph.scene_graph import SceneGraph
 from ..nn.encoders import SceneGraphEncoder
+from .callbacks import GroundingCutoffCallback, chain_callbacks
 from .graph_pipeline import GraphPipelineMixin, describe_graph
 
 logger = logging.getLogger(__name__)
@@ -49,6 +50,17 @@ class SceneGraphPipeline(GraphPipelineMixin, StableDiffusionPipeline):
             SDEdit before they are encoded. Not a diffusers component: it runs on the CPU, is not moved by
             ``.to()`` and not written by :meth:`save_pretrained` (save it with its own ``save_pretrained``
             and pass ``graph_refiner=SceneGraphRefiner.from_pretrained(path)`` when loading).
+        layout_model: optional layout model (:func:`scenegraph_diff.layout.load_layout_model`) that gives every
+            object a box (``sample(graphs, num_samples, generator)``) for box grounding; not saved, like
+            ``graph_refiner``.
+
+    **Box grounding (GLIGEN).** When the UNet has GLIGEN's gated self-attention (a GLIGEN checkpoint such as
+    ``masterful/gligen-1-4-generation-text-box``, or a folder with a ``grounding/`` sub-folder, e.g. the bundled
+    sd-shapes), each object of the graph with a ``box`` becomes a grounding token (phrase ``"red circle"`` + box);
+    objects without one get it from ``layout_model``. So ``pipe("a red circle left of a blue square")`` on a grounded
+    pipeline with a layout model goes prompt -> parse -> graph -> layout -> GLIGEN -> image in one call, and combines
+    with the graph adapter (``graph_scale``). ``grounding=False`` leaves the fusers out: the image is then the
+    base UNet's.
 
     The diffusers habits come from :class:`~.graph_pipeline.GraphPipelineMixin`:
     ``SceneGraphPipeline.from_pretrained(sd_id_or_folder, dtype=torch.float16)`` (any SD 1.x/2.x checkpoint, or a
@@ -77,10 +89,11 @@ class SceneGraphPipeline(GraphPipelineMixin, StableDiffusionPipeline):
         graph_encoder: SceneGraphEncoder | None = None,
         graph_conditioner: GraphConditioner | None = None,
         graph_refiner: SceneGraphRefiner | None = None,
+        layout_model: Any = None,
     ) -> None:
         super().__init__(vae, text_encoder, tokenizer, unet, scheduler, safety_checker, feature_extractor,
                          image_encoder, requires_safety_checker)
-        self.register_graph_modules(graph_encoder, graph_conditioner, graph_refiner)
+        self.register_graph_modules(graph_encoder, graph_conditioner, graph_refiner, layout_model)
 
     @torch.no_grad()
     def __call__(
@@ -93,6 +106,9 @@ class SceneGraphPipeline(GraphPipelineMixin, StableDiffusionPipeline):
         refine_graph_strength: float = 0.0,
         refine_graph_steps: int = 5,
         graph_generator: torch.Generator | None = None,
+        grounding: bool | None = None,
+        grounding_steps_fraction: float = 1.0,
+        layout_generator: torch.Generator | None = None,
         negative_prompt: str | list[str] | None = None,
         num_images_per_prompt: int | None = 1,
         guidance_scale: float = 7.5,
@@ -123,6 +139,12 @@ class SceneGraphPipeline(GraphPipelineMixin, StableDiffusionPipeline):
             refine_graph_steps: network evaluations of the refinement (default 5).
             graph_generator: CPU :class:`torch.Generator` of the refinement, separate from ``generator`` so that
                 refining never shifts the image noise (global RNG if None).
+            grounding: box grounding through the UNet's GLIGEN layers. ``None`` (default): on when the UNet is
+                grounded and a box is known or can be predicted (some object has one, or there is a ``layout_model``).
+                ``True`` without a grounded UNet, or without any box or layout model, is an error.
+            grounding_steps_fraction: GLIGEN's scheduled sampling :math:`\beta`: ground only the first
+                ``ceil(fraction * N)`` steps (a :class:`~.callbacks.GroundingCutoffCallback`), in ``(0, 1]``.
+            layout_generator: CPU :class:`torch.Generator` of the layout sampling (separate from ``generator``).
             prompt_embeds: precomputed embeddings ``[G, L, D]``; the graph conditioning is added to them.
             negative_prompt, num_images_per_prompt, guidance_scale, negative_prompt_embeds,
             cross_attention_kwargs, clip_skip, **kwargs: as in :meth:`diffusers.StableDiffusionPipeline.__call__`
@@ -136,11 +158,23 @@ class SceneGraphPipeline(GraphPipelineMixin, StableDiffusionPipeline):
             raise TypeError("SceneGraphPipeline: pass the arguments after `scene_graph` by keyword")
         if not 0.0 <= graph_steps_fraction <= 1.0:
             raise ValueError(f"graph_steps_fraction must be in [0, 1], got {graph_steps_fraction}")
+        if not 0.0 < grounding_steps_fraction <= 1.0:
+            raise ValueError(f"grounding_steps_fraction must be in (0, 1], got {grounding_steps_fraction}")
+        if grounding and not self.is_grounded:
+            raise ValueError("grounding=True needs a UNet with GLIGEN layers (attention_type 'gated': a GLIGEN "
+                             "checkpoint, or a folder with a grounding/ sub-folder)")
         refine = {"strength": refine_graph_strength, "num_steps": refine_graph_steps, "generator": graph_generator}
         # 1. Graphs (refined when asked) and prompts.
         if prompt_embeds is not None and scene_graph is None:
             raise ValueError("SceneGraphPipeline: with prompt_embeds, pass scene_graph (no prompt to parse)")
         prompts, graphs = self.prompts_and_graphs(prompt, scene_graph, refine)
+        if grounding is None:
+            grounding = self.is_grounded and (self.layout_model is not None
+                                              or any(o.box is not None for g in graphs for o in g.objects))
+        if grounding:
+            graphs = self.layout_graphs(graphs, layout_generator)
+            if not any(o.box is not None for g in graphs for o in g.objects):
+                raise ValueError("grounding=True but no object has a box and the pipeline has no layout_model")
         device = self._execution_device
         self._guidance_scale = guidance_scale  # what the parent's `do_classifier_free_guidance` reads
         do_cfg = self.do_classifier_free_guidance
@@ -172,8 +206,16 @@ class SceneGraphPipeline(GraphPipelineMixin, StableDiffusionPipeline):
         k = num_images_per_prompt or 1
         text_only = base.repeat_interleave(k, dim=0) if k > 1 else base  # [B, L, D], what callbacks may switch to
 
-        # 5. Denoise with the parent.
-        with self._text_embeds_for_call(text_only):
+        # 5. Box grounding: GLIGEN tokens in the UNet's cross_attention_kwargs, for the first fraction of the steps.
+        if grounding:
+            cross_attention_kwargs = {**(cross_attention_kwargs or {}),
+                                      "gligen": self.grounding_kwargs(graphs, k, do_cfg)}
+            if grounding_steps_fraction < 1.0:
+                callback, tensor_inputs = chain_callbacks(
+                    callback, tensor_inputs or ["latents"], GroundingCutoffCallback(grounding_steps_fraction))
+
+        # 6. Denoise with the parent.
+        with self._text_embeds_for_call(text_only), self._grounding_for_call(bool(grounding)):
             return super().__call__(
                 prompt=None, prompt_embeds=cond, negative_prompt_embeds=negative, negative_prompt=None,
                 num_images_per_prompt=num_images_per_prompt, guidance_scale=guidance_scale,

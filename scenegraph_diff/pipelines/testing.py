@@ -57,13 +57,16 @@ def tiny_clip_tokenizer(words: Iterable[str] = TINY_WORDS, model_max_length: int
     return clip_tokenizer(vocab, merges, model_max_length=model_max_length)
 
 
-def tiny_sd_components(seed: int = 0, hidden_size: int = 32, model_max_length: int = 77) -> dict[str, Any]:
+def tiny_sd_components(seed: int = 0, hidden_size: int = 32, model_max_length: int = 77,
+                       grounded: bool = False) -> dict[str, Any]:
     """Random-weight SD components, deterministic in ``seed`` (the global RNG is left untouched).
 
     Args:
         seed: seed of the weight initialisation.
         hidden_size: text-encoder width = UNet ``cross_attention_dim``.
         model_max_length: tokenizer / text-encoder sequence length.
+        grounded: build the UNet with GLIGEN's box-grounding layers (``attention_type="gated"``, as a GLIGEN
+            checkpoint has them; their gates start at zero).
 
     Returns:
         ``dict(unet, vae, text_encoder, tokenizer, scheduler, safety_checker=None, feature_extractor=None,
@@ -81,6 +84,7 @@ def tiny_sd_components(seed: int = 0, hidden_size: int = 32, model_max_length: i
             down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
             up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
             cross_attention_dim=hidden_size, attention_head_dim=4, norm_num_groups=8,
+            attention_type="gated" if grounded else "default",
         )
         vae = AutoencoderKL(
             in_channels=3, out_channels=3, block_out_channels=(8, 16), latent_channels=4, layers_per_block=1,

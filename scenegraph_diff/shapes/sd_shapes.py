@@ -238,12 +238,15 @@ class _SceneStream:
     """
 
     def __init__(self, config: SDShapesConfig, batch_size: int, rank: int, salt: int, tokenizer: Any = None,
-                 deadline: float | None = None) -> None:
+                 deadline: float | None = None, phrase_index: dict[str, int] | None = None,
+                 grounding_dropout: float = 0.0) -> None:
         self.config = config
         self.batch_size = batch_size
         self.generator = torch.Generator().manual_seed(10_000 * config.seed + 100 * salt + rank)
         self.tokenizer = tokenizer
         self.deadline = deadline
+        self.phrase_index = phrase_index
+        self.grounding_dropout = grounding_dropout
 
     def __iter__(self) -> Iterator[dict[str, Tensor]]:
         cfg = self.config
@@ -255,7 +258,27 @@ class _SceneStream:
                 texts = ["" if d else (g.text or "") for g, d in zip(graphs, drop.tolist())]
                 batch["input_ids"] = self.tokenizer(texts, padding="max_length", max_length=cfg.max_length,
                                                     truncation=True, return_tensors="pt").input_ids
+            if self.phrase_index is not None:
+                batch.update(self._grounding(graphs))
             yield batch
+
+    def _grounding(self, graphs: Sequence[Any]) -> dict[str, Tensor]:
+        """``boxes [B, N, 4]``, ``phrase_ids [B, N]`` (into ``phrase_index``) and ``masks [B, N]`` (``N`` =
+        :data:`~scenegraph_diff.conditioning.grounding.MAX_OBJECTS`); a whole image's tokens are masked with
+        probability ``grounding_dropout`` (classifier-free guidance over the grounding)."""
+        from ..conditioning.grounding import MAX_OBJECTS, object_phrase
+
+        b = len(graphs)
+        boxes = torch.zeros(b, MAX_OBJECTS, 4)
+        ids = torch.zeros(b, MAX_OBJECTS, dtype=torch.long)
+        masks = torch.zeros(b, MAX_OBJECTS)
+        keep = torch.rand(b, generator=self.generator) >= self.grounding_dropout
+        for gi, g in enumerate(graphs):
+            for j, o in enumerate(g.objects[:MAX_OBJECTS]):
+                boxes[gi, j] = torch.tensor(o.box)
+                ids[gi, j] = self.phrase_index[object_phrase(g, j)]
+                masks[gi, j] = float(keep[gi])
+        return {"boxes": boxes, "phrase_ids": ids, "masks": masks}
 
 
 class VAEForTraining(nn.Module):
