@@ -27,6 +27,11 @@ _CATALOGUE: dict[str, tuple[str, str]] = {
     "shapes": ("shapes", "ShapesPipeline: layout-painting graph-to-image reference model of the shapes world "
                          "(R-HGNN conditioner + palette UNet), trained on sampled scenes; 32x32"),
     "parser": ("parser", "learned text-to-scene-graph parser (FACTUAL train)"),
+    "layout-shapes": ("layout-shapes", "scene graph -> boxes for the shapes world: box diffusion (R-HGNN, DDIM) "
+                                       "trained on sampled scenes; load with scenegraph_diff.layout.load_layout_model"),
+    "layout-vrd": ("layout-vrd", "scene graph -> boxes for VRD's 100 object classes and 70 predicates: box diffusion "
+                                 "(R-HGNN, DDIM) trained on VRD train boxes (normalised by the union of each image's "
+                                 "boxes)"),
 }
 
 
@@ -58,6 +63,12 @@ def _kind(folder: Path) -> str:
             return str(json.loads(index.read_text()).get("_class_name", "pipeline"))
         except (OSError, ValueError):
             return "pipeline"
+    config = folder / "config.json"  # a single diffusers model (e.g. a layout model)
+    if config.is_file():
+        try:
+            return str(json.loads(config.read_text()).get("_class_name", "module"))
+        except (OSError, ValueError, AttributeError):
+            return "module"
     return "module"
 
 

@@ -6,7 +6,8 @@ Two calling conventions:
   ``{"X": [B, N, F], "A": [B, N, N]}`` (either key may be absent) given ``score_fn(state, t) -> scores``;
   each component has its own SDE. They work with GDSS-style networks and, through
   :func:`score_from_x0`, with any x₀-predicting network.
-* **x₀ samplers** (:class:`DDIMSampler`) need ``x0_fn(A_t, t) -> E[A₀ | A_t]`` and take few steps:
+* **x₀ samplers** (:class:`DDIMSampler`) need ``x0_fn(A_t, t) -> E[A₀ | A_t]`` (or, with
+  :meth:`DDIMSampler.sample_features`, ``x0_fn(X_t, t)`` for continuous node features such as boxes) and take few steps:
   DDIM (Song et al. 2021) on the VP marginals, deterministic for ``eta = 0``. Each step costs one
   network evaluation, the last step returns the x₀-prediction itself. It also does completion
   (known entries re-imposed at every step, noised to the current level: the "replacement" method)
@@ -217,11 +218,7 @@ class DDIMSampler:
                 u = torch.triu(u, diagonal=1)
                 u = u + u.transpose(1, 2)
                 x0 = mask_adjacency(torch.where(u < (x0 + 1) / 2, 1.0, -1.0), node_mask)
-            a_t, s_t = (float(v) for v in sde.marginal(ts[i : i + 1]))
-            a_s, s_s = (float(v) for v in sde.marginal(ts[i + 1 : i + 2]))
-            eps = (x - a_t * x0) / s_t
-            c = self.eta * (s_s / s_t) * max(1 - (a_t / a_s) ** 2, 0.0) ** 0.5
-            x = a_s * x0 + max(s_s**2 - c**2, 0.0) ** 0.5 * eps
+            x, c, (a_s, s_s) = self._step(x, x0, sde, ts, i)
             if c > 0:
                 x = x + c * symmetric_noise(node_mask, generator)
             x = mask_adjacency(x, node_mask)
@@ -232,3 +229,64 @@ class DDIMSampler:
             x0 = torch.where(known[0], known[1], x0)
         A = (mask_adjacency(x0, node_mask) > 0).float()
         return A, self.num_steps
+
+    def _step(self, x: Tensor, x0: Tensor, sde: SDE, ts: Tensor, i: int) -> tuple[Tensor, float, tuple[float, float]]:
+        """One DDIM update from ``ts[i]`` to ``ts[i + 1]`` without its fresh noise: returns the new state
+        (before adding ``c`` times standard noise), ``c``, and the marginal ``(alpha, sigma)`` at ``ts[i + 1]``."""
+        a_t, s_t = (float(v) for v in sde.marginal(ts[i : i + 1]))
+        a_s, s_s = (float(v) for v in sde.marginal(ts[i + 1 : i + 2]))
+        eps = (x - a_t * x0) / s_t
+        c = self.eta * (s_s / s_t) * max(1 - (a_t / a_s) ** 2, 0.0) ** 0.5
+        return a_s * x0 + max(s_s**2 - c**2, 0.0) ** 0.5 * eps, c, (a_s, s_s)
+
+    def sample_features(self, x0_fn: Callable[[Tensor, Tensor], Tensor], sde: SDE, node_mask: Tensor,
+                        num_features: int, generator: torch.Generator | None = None, *,
+                        known_mask: Tensor | None = None, known_values: Tensor | None = None) -> tuple[Tensor, int]:
+        """Sample continuous node features (e.g. one box per object) with the same DDIM steps.
+
+        The state starts from the prior (standard normal noise times ``sigma(1)``, padded rows zero) and the
+        last step returns the x₀-prediction itself, so the result is ``x0_fn``'s output at the final step.
+        Completion works as for adjacency: known rows are re-imposed at every step, noised to the current
+        level, and returned exactly. (``x0_sample`` applies to binary adjacency only and is refused here.)
+
+        Args:
+            x0_fn: ``(X_t [B, N, F], t [B]) -> x̂₀ [B, N, F]``.
+            node_mask: ``[B, N]`` bool, real nodes.
+            num_features: ``F``.
+            known_mask: optional ``[B, N]`` bool, nodes whose features are given.
+            known_values: ``[B, N, F]`` features of the known nodes (other rows ignored).
+
+        Returns:
+            ``(X [B, N, F], nfe)``: padded rows are zero; ``nfe`` = ``num_steps`` network evaluations.
+        """
+        if self.x0_sample:
+            raise ValueError("DDIMSampler(x0_sample=True) samples binary adjacency; sample_features needs x0_sample=False")
+        if num_features < 1:
+            raise ValueError(f"num_features must be >= 1, got {num_features}")
+        if (known_mask is None) != (known_values is None):
+            raise ValueError("known_mask and known_values go together (got only one of them)")
+        B = node_mask.shape[0]
+        ts = time_grid(self.num_steps, 1.0, self.t_end, self.spacing).to(node_mask.device)
+        a_T, s_T = (float(v) for v in sde.marginal(ts[:1]))
+        x = s_T * node_noise(node_mask, num_features, generator)  # the VP prior: alpha(1) ~ 0
+        known = None
+        if known_mask is not None and known_values is not None:
+            if known_mask.shape != node_mask.shape or known_values.shape != (*node_mask.shape, num_features):
+                raise ValueError(f"known_mask {tuple(known_mask.shape)} / known_values {tuple(known_values.shape)} "
+                                 f"do not match node_mask {tuple(node_mask.shape)} with {num_features} features")
+            known = ((known_mask & node_mask)[..., None], mask_nodes(known_values.to(x.dtype), node_mask))
+            x = torch.where(known[0], a_T * known[1] + s_T * node_noise(node_mask, num_features, generator), x)
+        x0 = x
+        for i in range(self.num_steps):
+            x0 = mask_nodes(x0_fn(x, ts[i].expand(B)), node_mask)
+            if i == self.num_steps - 1:
+                break
+            x, c, (a_s, s_s) = self._step(x, x0, sde, ts, i)
+            if c > 0:
+                x = x + c * node_noise(node_mask, num_features, generator)
+            x = mask_nodes(x, node_mask)
+            if known is not None:
+                x = torch.where(known[0], a_s * known[1] + s_s * node_noise(node_mask, num_features, generator), x)
+        if known is not None:
+            x0 = torch.where(known[0], known[1], x0)
+        return x0, self.num_steps

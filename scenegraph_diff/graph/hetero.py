@@ -35,7 +35,8 @@ from .vocab import Vocabulary
 if TYPE_CHECKING:  # pragma: no cover
     from torch_geometric.data import HeteroData
 
-__all__ = ["NODE_TYPES", "EDGE_TYPES", "to_hetero_data", "from_hetero_data", "collate", "unbatch", "LabelEmbedder"]
+__all__ = ["NODE_TYPES", "EDGE_TYPES", "REVERSE_EDGE_TYPES", "with_reverse_edges", "to_hetero_data", "from_hetero_data",
+           "collate", "unbatch", "LabelEmbedder"]
 
 OBJECT, ATTRIBUTE, RELATION, SCENE = "object", "attribute", "relation", "scene"
 NODE_TYPES: tuple[str, ...] = (OBJECT, ATTRIBUTE, RELATION, SCENE)
@@ -47,6 +48,22 @@ RELATION_IN = (RELATION, "in", SCENE)
 ATTRIBUTE_IN = (ATTRIBUTE, "in", SCENE)
 EDGE_TYPES: tuple[tuple[str, str, str], ...] = (HAS, SUBJ, OBJ, OBJECT_IN, RELATION_IN, ATTRIBUTE_IN)
 METADATA: tuple[list[str], list[tuple[str, str, str]]] = (list(NODE_TYPES), list(EDGE_TYPES))
+#: The reverse of every edge type, ``(dst, "rev_" + rel, src)`` (PyG's ``ToUndirected`` naming): a layer that
+#: wants messages against the schema's direction (e.g. a relation's subject hearing from its object) adds these.
+#: They are types of their own, so subject and object still play different roles.
+REVERSE_EDGE_TYPES: tuple[tuple[str, str, str], ...] = tuple((d, f"rev_{r}", s) for s, r, d in EDGE_TYPES)
+METADATA_WITH_REVERSE: tuple[list[str], list[tuple[str, str, str]]] = (list(NODE_TYPES),
+                                                                        list(EDGE_TYPES + REVERSE_EDGE_TYPES))
+
+
+def with_reverse_edges(edge_index_dict: dict[tuple[str, str, str], Tensor]) -> dict[tuple[str, str, str], Tensor]:
+    """A new dict: ``edge_index_dict`` plus, for each schema edge type in it, its reverse type with the
+    rows of ``edge_index`` ``[2, E]`` swapped (the input is not changed)."""
+    out = dict(edge_index_dict)
+    for et, rev in zip(EDGE_TYPES, REVERSE_EDGE_TYPES):
+        if et in edge_index_dict:
+            out[rev] = edge_index_dict[et].flip(0)
+    return out
 
 
 class LabelEmbedder(Protocol):

@@ -29,12 +29,14 @@ from torch import Tensor
 
 from ..graph.hetero import (
     METADATA,
+    METADATA_WITH_REVERSE,
     NODE_TYPES,
     OBJECT,
     RELATION,
     SCENE,
     LabelEmbedder,
     collate,
+    with_reverse_edges,
 )
 from ..weights import AlignedLoadingMixin
 from .hgcn import HGCNConv
@@ -101,6 +103,10 @@ class SceneGraphEncoder(AlignedLoadingMixin, ModelMixin, ConfigMixin):
         dropout: dropout inside the layers.
         rel_channels: relation embedding size (R-HGNN only).
         max_graph_tokens: cap on ``T`` (``None``: no cap); tokens past the cap are dropped.
+        reverse_edges: also pass messages against the schema's direction, over the reverse edge types
+            (``rev_subj``, ``rev_obj``, ...: types of their own, so direction still matters). Then a
+            relation's subject hears from the relation and its object, and an object from its attributes
+            (default ``False``: the schema's edges only).
     """
 
     @register_to_config
@@ -115,6 +121,7 @@ class SceneGraphEncoder(AlignedLoadingMixin, ModelMixin, ConfigMixin):
         dropout: float = 0.0,
         rel_channels: int = 8,
         max_graph_tokens: Optional[int] = None,
+        reverse_edges: bool = False,
     ) -> None:
         super().__init__()
         if conv not in CONVS:
@@ -131,12 +138,13 @@ class SceneGraphEncoder(AlignedLoadingMixin, ModelMixin, ConfigMixin):
         self.lin_in = torch.nn.ModuleDict({nt: torch.nn.Linear(in_channels, hidden_channels) for nt in NODE_TYPES})
         self.type_emb = torch.nn.Parameter(torch.randn(len(NODE_TYPES), hidden_channels) * 0.02)
         per_head = hidden_channels // heads
+        metadata = METADATA_WITH_REVERSE if reverse_edges else METADATA
         self.convs = torch.nn.ModuleList()
         for i in range(num_layers):
             if conv == "hgcn":
-                self.convs.append(HGCNConv(hidden_channels, per_head, METADATA, heads=heads, dropout=dropout))
+                self.convs.append(HGCNConv(hidden_channels, per_head, metadata, heads=heads, dropout=dropout))
             else:
-                self.convs.append(RHGNNConv(hidden_channels, per_head, METADATA, heads=heads,
+                self.convs.append(RHGNNConv(hidden_channels, per_head, metadata, heads=heads,
                                             rel_in_channels=rel_channels, dropout=dropout,
                                             fuse=i == num_layers - 1))
         self.lin_out = torch.nn.Linear(hidden_channels, out_channels)
@@ -159,6 +167,8 @@ class SceneGraphEncoder(AlignedLoadingMixin, ModelMixin, ConfigMixin):
                 raise ValueError(f"batch[{nt!r}].x has shape {tuple(x.shape)}, expected [N, {self.config.in_channels}]")
         h = {nt: self.lin_in[nt](batch[nt].x.to(self.dtype)) + self.type_emb[i] for i, nt in enumerate(NODE_TYPES)}
         edge_index_dict = {et: batch[et].edge_index for et in METADATA[1] if et in batch.edge_types}
+        if self.config.reverse_edges:
+            edge_index_dict = with_reverse_edges(edge_index_dict)
         if self.config.conv == "hgcn":
             for conv in self.convs:
                 out = conv(h, edge_index_dict)
