@@ -81,7 +81,7 @@ class DiffusionLayoutModel(LayoutModel):
         v = self.vocab
         # object features: noisy box (4), given flag (1), given box (4)
         self.graph_encoder = LayoutGraphEncoder(v.num_objects, v.num_attributes, v.num_predicates, 1 + 2 * BOX_PARAMS,
-                                          encoder, dim, num_layers, heads, attn_layers, dropout)
+                                                encoder, dim, num_layers, heads, attn_layers, dropout, geometry=True)
         self.time = nn.Sequential(nn.Linear(dim, dim), nn.SiLU(), nn.Linear(dim, dim))
         self.head = nn.Sequential(nn.Linear(dim, dim), nn.SiLU(), nn.Linear(dim, BOX_PARAMS))
 
@@ -95,7 +95,8 @@ class DiffusionLayoutModel(LayoutModel):
         k = inputs.known[:, None].to(x_t.dtype)
         feats = torch.cat([x_t, k, k * (2 * inputs.known_params - 1)], -1)  # [No, 9]
         cond = self.time(timestep_embedding(t, self.config.dim))  # [G, D]
-        h = self.graph_encoder(inputs.batch, feats, cond)  # [No, D]
+        boxes = torch.where(inputs.known[:, None], inputs.known_params, (x_t + 1) / 2)  # [No, 4] for pair geometry
+        h = self.graph_encoder(inputs.batch, feats, cond, boxes)  # [No, D]
         return self.head(h + cond[inputs.object_batch])
 
     def predict_params(self, inputs: LayoutInputs, generator: torch.Generator | None = None,

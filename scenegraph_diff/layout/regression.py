@@ -47,7 +47,7 @@ class RegressionLayoutModel(LayoutModel):
         super().__init__()
         v = self.vocab  # validates the labels
         self.graph_encoder = LayoutGraphEncoder(v.num_objects, v.num_attributes, v.num_predicates, 1 + BOX_PARAMS,
-                                          encoder, dim, num_layers, heads, attn_layers, dropout)
+                                                encoder, dim, num_layers, heads, attn_layers, dropout)
         self.head = nn.Sequential(nn.Linear(dim, dim), nn.SiLU(), nn.Linear(dim, BOX_PARAMS))
 
     def forward(self, inputs: LayoutInputs) -> Tensor:

@@ -153,7 +153,7 @@ def test_trained_regression_puts_the_subject_of_left_of_on_the_left():
     from scenegraph_diff.layout.regression import regression_loss
 
     torch.manual_seed(0)
-    m = RegressionLayoutModel(**VOCAB, encoder="rhgnn", dim=16, num_layers=2, heads=2, attn_layers=0)
+    m = RegressionLayoutModel(**VOCAB, encoder="rhgnn", dim=16, num_layers=2, heads=2, attn_layers=1)
     names = [("circle", "red"), ("square", "blue"), ("triangle", "green")]
     data = [SceneGraph.from_dict({"objects": [
         {"name": names[i][0], "attributes": [names[i][1]], "box": [0.15, 0.4, 0.35, 0.6]},
