@@ -631,7 +631,9 @@ def _add_train_grounding(sub: argparse._SubParsersAction) -> None:
                    help="training budget in minutes, over all resumes (default 50; 0 = steps only)")
     p.add_argument("--steps", type=int, default=20000, help="step cap (default 20000)")
     p.add_argument("--batch-size", type=int, default=64, help="scenes per step and rank (default 64)")
-    p.add_argument("--lr", type=float, default=3e-4, help="learning rate (default 3e-4)")
+    p.add_argument("--lr", type=float, default=5e-4, help="learning rate (default 5e-4)")
+    p.add_argument("--gate-init", type=float, default=1.0,
+                   help="initial gates of the fusers (default 1, output layers zeroed instead; 0 = GLIGEN's zero gates)")
     p.add_argument("--checkpoint-every", type=int, default=500, help="steps between checkpoints (default 500)")
     p.add_argument("--into", default=None, metavar="DIR",
                    help="also copy the trained layers into this pipeline folder as DIR/grounding (fp16)")
@@ -648,7 +650,7 @@ def _run_train_grounding(args: argparse.Namespace) -> int:
     _set_threads(args.threads)
     try:
         config = GroundingConfig(model=args.model, output_dir=args.output, minutes=args.minutes or None,
-                                 steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+                                 steps=args.steps, batch_size=args.batch_size, lr=args.lr, gate_init=args.gate_init,
                                  checkpoint_every=args.checkpoint_every, seed=args.seed, num_threads=args.threads,
                                  device=device)
         path = train_grounding(config, resume=args.resume)
@@ -705,8 +707,11 @@ def _add_layout(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--num-samples", type=int, default=1, metavar="K", help="layouts per graph (default 1)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0); the same seed gives the same boxes")
     p.add_argument("--resample", action="store_true", help="ignore the input's boxes and predict every box")
-    p.add_argument("--steps", type=int, default=None, help="diffusion models: network evaluations per layout (1..50; "
+    p.add_argument("--steps", type=int, default=None, help="diffusion models: DDIM steps per layout (1..50; "
                                                            "default: the model's)")
+    p.add_argument("--guidance-scale", type=float, default=None, metavar="W",
+                   help="diffusion models: relation guidance (1 = none; > 1 doubles the network evaluations per step; "
+                        "default: the model's)")
     _add_threads(p)
 
 
@@ -733,6 +738,12 @@ def _run_layout(args: argparse.Namespace) -> int:
         if not isinstance(model, DiffusionLayoutModel):
             raise CLIError(f"--steps: {args.model} is a {type(model).__name__}, which has no sampler steps")
         options["num_steps"] = args.steps
+    if args.guidance_scale is not None:
+        if not isinstance(model, DiffusionLayoutModel):
+            raise CLIError(f"--guidance-scale: {args.model} is a {type(model).__name__}, which has no guidance")
+        if not 0 <= args.guidance_scale <= 20:
+            raise CLIError(f"--guidance-scale must be in [0, 20], got {args.guidance_scale}")
+        options["guidance_scale"] = args.guidance_scale
     generator = torch.Generator().manual_seed(args.seed)
     out = []
     quiet = len(graphs) < 2 * _LAYOUT_CHUNK
@@ -774,7 +785,12 @@ def _add_train_layout(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--num-layers", type=int, default=2, help="graph layers (default 2)")
     p.add_argument("--attn-layers", type=int, default=1, help="object self-attention layers (default 1)")
     p.add_argument("--dropout", type=float, default=0.0, help="dropout (default 0)")
-    p.add_argument("--steps", type=int, default=10, help="diffusion: default sampler steps of the saved model (default 10)")
+    p.add_argument("--steps", type=int, default=10, help="diffusion: default DDIM steps of the saved model (default 10)")
+    p.add_argument("--guidance-scale", type=float, default=1.0,
+                   help="diffusion: default relation guidance of the saved model (default 1 = none)")
+    p.add_argument("--relation-drop", type=float, default=0.15,
+                   help="diffusion: fraction of training graphs shown without their relations, for guidance "
+                        "(default 0.15)")
     p.add_argument("--pool-size", type=int, default=100000, help="shapes: scenes in the training pool (default 100000)")
     p.add_argument("--checkpoint-every", type=int, default=1000, help="steps between checkpoints (default 1000)")
     p.add_argument("--seed", type=int, default=0)
@@ -798,6 +814,7 @@ def _run_train_layout(args: argparse.Namespace) -> int:
                                    batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
                                    dim=args.dim, num_layers=args.num_layers, attn_layers=args.attn_layers,
                                    dropout=args.dropout, num_inference_steps=args.steps, pool_size=args.pool_size,
+                                   guidance_scale=args.guidance_scale, relation_drop_prob=args.relation_drop,
                                    checkpoint_every=args.checkpoint_every, seed=args.seed, num_threads=args.threads,
                                    device=device, progress=not args.no_progress)
         path = train_layout(config, resume=args.resume)

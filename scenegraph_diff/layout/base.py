@@ -57,6 +57,7 @@ class LayoutInputs:
         known_params: ``[No, 4]`` ``(cx, cy, w, h)`` of the given boxes (zeros elsewhere).
         target_params: ``[No, 4]`` ``(cx, cy, w, h)`` of every object's box, for training (``None`` when
             some object has no box).
+        graphs: the source graphs (``G``), when prepared by :meth:`LayoutModel.prepare`.
     """
 
     batch: "HeteroData"
@@ -64,6 +65,7 @@ class LayoutInputs:
     known: Tensor
     known_params: Tensor
     target_params: Tensor | None = None
+    graphs: list[SceneGraph] | None = None
 
     @property
     def num_graphs(self) -> int:
@@ -80,12 +82,12 @@ class LayoutInputs:
         if known.shape != self.known.shape:
             raise ValueError(f"known has shape {tuple(known.shape)}, expected {tuple(self.known.shape)}")
         params = torch.where(known[:, None], self.target_params, torch.zeros_like(self.target_params))
-        return LayoutInputs(self.batch, self.object_batch, known, params, self.target_params)
+        return LayoutInputs(self.batch, self.object_batch, known, params, self.target_params, self.graphs)
 
     def to(self, device: torch.device | str) -> "LayoutInputs":
         t = None if self.target_params is None else self.target_params.to(device)
         return LayoutInputs(self.batch.to(device), self.object_batch.to(device), self.known.to(device),
-                            self.known_params.to(device), t)
+                            self.known_params.to(device), t, self.graphs)
 
 
 def check_sample_args(graphs: Sequence[SceneGraph], num_samples: int, generator: torch.Generator | None,
@@ -140,7 +142,7 @@ class LayoutModel(AlignedLoadingMixin, ModelMixin, ConfigMixin):
         params = boxes_to_params(boxes) * has_box[:, None]
         known = has_box.clone() if keep_boxes else torch.zeros_like(has_box)
         target = params if bool(has_box.all()) else None
-        inputs = LayoutInputs(batch, batch[OBJECT].batch, known, params * known[:, None], target)
+        inputs = LayoutInputs(batch, batch[OBJECT].batch, known, params * known[:, None], target, list(graphs))
         return inputs.to(self.device)
 
     # ------------------------------------------------------------------ prediction

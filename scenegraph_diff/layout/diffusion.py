@@ -14,6 +14,10 @@ at every denoising step.
 * **completion (inpainting)**: given boxes are conditioning (a flag and the clean box as object features,
   trained with random subsets given) *and* re-imposed on the state at every step (replacement), and
   returned exactly.
+* **relation guidance** (classifier-free guidance, Ho & Salimans 2022, over the relations): trained with the
+  relations of some graphs dropped (objects kept), the network also predicts ``x̂₀`` for the graph without its
+  relations; sampling with ``guidance_scale`` ``w > 1`` uses ``x̂₀(∅) + w (x̂₀(G) - x̂₀(∅))``, which pushes the
+  boxes further in the direction the relations imply (two network evaluations per step).
 * **training**: :func:`diffusion_loss`, x₀-prediction MSE on the objects whose box is not given, with
   ``t ~ U[1e-3, 1]`` per graph; run by the shared :class:`~scenegraph_diff.training.Trainer`.
 """
@@ -48,6 +52,21 @@ def _check_steps(num_steps: int, name: str) -> int:
     return num_steps
 
 
+def _check_guidance(w: float, name: str) -> float:
+    if isinstance(w, bool) or not isinstance(w, (int, float)) or not 0.0 <= w <= 20.0:
+        raise ValueError(f"{name} must be a number in [0, 20], got {w!r}")
+    return float(w)
+
+
+def without_relations(inputs: LayoutInputs, model: "DiffusionLayoutModel") -> LayoutInputs:
+    """The unconditional branch of relation guidance: the same objects (and given boxes), no relations."""
+    if inputs.graphs is None:
+        raise ValueError("relation guidance needs inputs prepared by LayoutModel.prepare (with their graphs)")
+    bare = model.prepare([SceneGraph(g.objects, (), g.text) for g in inputs.graphs])
+    return LayoutInputs(bare.batch, bare.object_batch, inputs.known, inputs.known_params, inputs.target_params,
+                        bare.graphs)
+
+
 class DiffusionLayoutModel(LayoutModel):
     r"""Scene graph -> boxes by denoising diffusion (x₀-prediction network, DDIM sampler).
 
@@ -58,6 +77,8 @@ class DiffusionLayoutModel(LayoutModel):
         beta_min, beta_max: the VP SDE's noise schedule.
         num_inference_steps: default network evaluations per layout (1 to 50).
         eta: DDIM noise (0 = deterministic given the initial noise, 1 = ancestral).
+        guidance_scale: default relation guidance ``w`` (1 = none: one network evaluation per step; otherwise
+            two, so NFE = 2 x steps).
         spacing: DDIM time grid, ``"uniform"`` or ``"quadratic"`` (default: denser near the clean end, where
             the last steps place the boxes).
 
@@ -71,8 +92,9 @@ class DiffusionLayoutModel(LayoutModel):
     def __init__(self, objects: Sequence[str] = (), attributes: Sequence[str] = (), predicates: Sequence[str] = (),
                  encoder: str = "rhgnn", dim: int = 64, num_layers: int = 2, heads: int = 2, attn_layers: int = 1,
                  dropout: float = 0.0, beta_min: float = 0.1, beta_max: float = 20.0, num_inference_steps: int = 10,
-                 eta: float = 0.0, spacing: str = "quadratic") -> None:
+                 eta: float = 0.0, spacing: str = "quadratic", guidance_scale: float = 1.0) -> None:
         super().__init__()
+        _check_guidance(guidance_scale, "guidance_scale")
         _check_steps(num_inference_steps, "num_inference_steps")
         DDIMSampler(num_inference_steps, eta, spacing)  # validates eta
         if spacing not in ("uniform", "quadratic"):
@@ -100,25 +122,34 @@ class DiffusionLayoutModel(LayoutModel):
         return self.head(h + cond[inputs.object_batch])
 
     def predict_params(self, inputs: LayoutInputs, generator: torch.Generator | None = None,
-                       num_steps: int | None = None, eta: float | None = None) -> Tensor:
+                       num_steps: int | None = None, eta: float | None = None,
+                       guidance_scale: float | None = None) -> Tensor:
         """Sample ``(cx, cy, w, h)`` ``[No, 4]`` with DDIM (given boxes kept exactly).
 
         Args:
-            num_steps: network evaluations (default ``config.num_inference_steps``).
+            num_steps: DDIM steps (default ``config.num_inference_steps``); network evaluations = steps, or
+                2 x steps with guidance.
             eta: DDIM noise (default ``config.eta``).
+            guidance_scale: relation guidance ``w`` (default ``config.guidance_scale``; 1 = none).
         """
         from torch_geometric.utils import to_dense_batch
 
         c = self.config
         sampler = DDIMSampler(_check_steps(c.num_inference_steps if num_steps is None else num_steps, "num_steps"),
                               c.eta if eta is None else eta, c.spacing)
+        w = _check_guidance(c.guidance_scale if guidance_scale is None else guidance_scale, "guidance_scale")
+        bare = without_relations(inputs, self) if w != 1.0 else None
         G = inputs.num_graphs
         known_dense, node_mask = to_dense_batch(inputs.known, inputs.object_batch, batch_size=G)  # [G, N]
         values, _ = to_dense_batch(2 * inputs.known_params - 1, inputs.object_batch, batch_size=G)  # [G, N, 4]
 
         def x0_fn(x: Tensor, t: Tensor) -> Tensor:  # x [G, N, 4], t [G]
             out = torch.zeros_like(x)
-            out[node_mask] = self(inputs, x[node_mask], t).clamp(-1.0, 1.0)
+            pred = self(inputs, x[node_mask], t)  # [No, 4]
+            if bare is not None:
+                pred_bare = self(bare, x[node_mask], t)
+                pred = pred_bare + w * (pred - pred_bare)
+            out[node_mask] = pred.clamp(-1.0, 1.0)
             return out
 
         x0, _ = sampler.sample_features(x0_fn, self.sde, node_mask, BOX_PARAMS, generator,
@@ -128,16 +159,26 @@ class DiffusionLayoutModel(LayoutModel):
 
     @torch.no_grad()
     def sample(self, graphs: Sequence[SceneGraph], num_samples: int = 1, generator: torch.Generator | None = None,
-               resample: bool = False, *, num_steps: int | None = None, eta: float | None = None
-               ) -> list[list[SceneGraph]]:
-        """:meth:`LayoutModel.sample`, with the sampler's ``num_steps`` (network evaluations, default
-        ``config.num_inference_steps``) and ``eta`` (default ``config.eta``) as keyword options."""
+               resample: bool = False, *, num_steps: int | None = None, eta: float | None = None,
+               guidance_scale: float | None = None) -> list[list[SceneGraph]]:
+        """:meth:`LayoutModel.sample`, with the sampler's ``num_steps`` (DDIM steps, default
+        ``config.num_inference_steps``), ``eta`` (default ``config.eta``) and relation ``guidance_scale``
+        (default ``config.guidance_scale``) as keyword options."""
         graphs = check_sample_args(graphs, num_samples, generator, resample)
         if num_steps is not None:
             _check_steps(num_steps, "num_steps")
         if eta is not None and not 0.0 <= eta <= 1.0:
             raise ValueError(f"eta must be in [0, 1], got {eta!r}")
-        return self._sample(graphs, num_samples, generator, resample, {"num_steps": num_steps, "eta": eta})
+        if guidance_scale is not None:
+            _check_guidance(guidance_scale, "guidance_scale")
+        return self._sample(graphs, num_samples, generator, resample,
+                            {"num_steps": num_steps, "eta": eta, "guidance_scale": guidance_scale})
+
+    def network_evaluations(self, num_steps: int | None = None, guidance_scale: float | None = None) -> int:
+        """Network evaluations per layout for these sampler settings (defaults: the config's)."""
+        steps = self.config.num_inference_steps if num_steps is None else num_steps
+        w = self.config.guidance_scale if guidance_scale is None else guidance_scale
+        return steps * (1 if w == 1.0 else 2)
 
     def extra_repr(self) -> str:
         c = self.config

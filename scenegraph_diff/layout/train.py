@@ -55,6 +55,9 @@ class TrainLayoutConfig:
         shapes_gap, shapes_slack: room the shapes pool's layouts keep (pixels between boxes; centroid slack of
             every relation; see :func:`~.data.shapes_layout_graphs`).
         snr_weight: diffusion loss weighting ``1 + min(SNR, snr_weight)`` (0: plain x₀-MSE).
+        relation_drop_prob: diffusion: fraction of training graphs whose relations are dropped (objects kept),
+            so that the model learns the relation-free prediction used by relation guidance.
+        guidance_scale: diffusion: default relation guidance of the saved model (1 = none).
         num_inference_steps, spacing: defaults of a diffusion model's DDIM sampler (network evaluations, time grid).
         seed: data and noise seed.
         num_threads: torch CPU threads.
@@ -85,6 +88,8 @@ class TrainLayoutConfig:
     shapes_gap: int = 3
     shapes_slack: float = 1.5
     snr_weight: float = 0.0
+    relation_drop_prob: float = 0.15
+    guidance_scale: float = 1.0
     num_inference_steps: int = 10
     spacing: str = "quadratic"
     seed: int = 0
@@ -109,9 +114,11 @@ class TrainLayoutConfig:
             raise ValueError(f"eval_graphs must be an integer >= 0, got {self.eval_graphs!r}")
         if self.max_minutes is not None and not self.max_minutes > 0:
             raise ValueError(f"max_minutes must be > 0 or None, got {self.max_minutes!r}")
-        for name in ("complete_prob", "unk_prob"):
+        for name in ("complete_prob", "unk_prob", "relation_drop_prob"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)!r}")
+        if not 0.0 <= self.guidance_scale <= 20.0:
+            raise ValueError(f"guidance_scale must be in [0, 20], got {self.guidance_scale!r}")
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr!r}")
         from ..devices import check_device
@@ -130,7 +137,7 @@ def build_layout_model(config: TrainLayoutConfig, vocab: Vocabulary) -> LayoutMo
     if config.model == "regression":
         return RegressionLayoutModel(**labels, **size)
     return DiffusionLayoutModel(**labels, **size, num_inference_steps=config.num_inference_steps,
-                                spacing=config.spacing)
+                                spacing=config.spacing, guidance_scale=config.guidance_scale)
 
 
 def _draw_known(object_batch: Tensor, num_graphs: int, complete_prob: float,
@@ -151,7 +158,11 @@ def layout_step(config: TrainLayoutConfig, graphs: Sequence[SceneGraph]
 
     def step(model: nn.Module, batch: Tensor, generator: torch.Generator) -> dict[str, Tensor]:
         net: LayoutModel = getattr(model, "module", model)  # unwrapped (DDP)
-        inputs = net.prepare([graphs[i] for i in batch.tolist()], keep_boxes=False)
+        chosen = [graphs[i] for i in batch.tolist()]
+        if config.model == "diffusion" and config.relation_drop_prob > 0:
+            drop = (rand((len(chosen),), generator, batch.device) < config.relation_drop_prob).tolist()
+            chosen = [SceneGraph(g.objects, (), g.text) if d else g for g, d in zip(chosen, drop)]
+        inputs = net.prepare(chosen, keep_boxes=False)
         inputs = inputs.with_known(_draw_known(inputs.object_batch, inputs.num_graphs, config.complete_prob, generator))
         if config.unk_prob > 0:
             for nt in ("object", "attribute", "relation"):

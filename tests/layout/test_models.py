@@ -240,3 +240,20 @@ def test_unknown_labels_are_unk_not_errors():
     (s,), = m.sample([g])
     assert all(o.box is not None for o in s.objects)
     assert m.prepare([g]).batch["object"].label.tolist() == [0, 1]
+
+
+def test_relation_guidance():
+    m = tiny(DiffusionLayoutModel)
+    g = [graph(), graph(box=True)]
+    plain = m.sample(g, 2, torch.Generator().manual_seed(0))
+    assert m.sample(g, 2, torch.Generator().manual_seed(0), guidance_scale=1.0) == plain
+    guided = m.sample(g, 2, torch.Generator().manual_seed(0), guidance_scale=3.0)
+    assert guided != plain
+    assert guided[1][0].objects[2].box == g[1].objects[2].box  # completion still exact
+    # a graph without relations is its own unconditional branch: guidance does nothing
+    lone = [SceneGraph(graph().objects)]
+    assert m.sample(lone, 1, torch.Generator().manual_seed(0), guidance_scale=3.0) == \
+        m.sample(lone, 1, torch.Generator().manual_seed(0))
+    assert m.network_evaluations(4, 1.0) == 4 and m.network_evaluations(4, 2.0) == 8
+    with pytest.raises(ValueError, match=r"guidance_scale must be a number in \[0, 20\], got -1"):
+        m.sample(g, guidance_scale=-1)
