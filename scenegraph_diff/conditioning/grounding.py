@@ -64,10 +64,20 @@ def is_grounding_key(name: str) -> bool:
     return name.startswith("position_net.") or ".fuser." in name
 
 
-def gated_unet(unet: nn.Module, seed: int = 0) -> nn.Module:
+def gated_unet(unet: nn.Module, seed: int = 0, gate_init: float = 0.0) -> nn.Module:
     """A copy of the (ungrounded) ``unet`` with GLIGEN's layers added: same config but ``attention_type="gated"``,
-    every base weight copied, the new layers freshly initialised (seeded; the global RNG is untouched) with zero
-    gates, so the copy computes what ``unet`` computes until the new layers are trained.
+    every base weight copied, the new layers freshly initialised (seeded; the global RNG is untouched) so that the
+    copy computes what ``unet`` computes until they are trained.
+
+    Args:
+        unet: the base UNet.
+        seed: seed of the new layers' initialisation.
+        gate_init: GLIGEN zero-initialises the gates ``alpha`` (``gate_init=0``, the default). Any other value sets
+            both gates of every fuser to it and zero-initialises the fusers' output layers instead (attention
+            ``to_out`` and the feed-forward's last linear): the start is the same (the fusers add nothing), but the
+            gradients reach the fuser weights from the first step instead of waiting for the gates to open, which
+            Adam moves by at most ~``lr`` per step (measured on sd-shapes: ``|alpha|`` <= 0.08 after 500 steps at
+            ``lr = 3e-4``).
 
     Raises:
         ValueError: ``unet`` is already grounded, or is not a ``UNet2DConditionModel`` with ``attention_type`` default.
@@ -89,6 +99,18 @@ def gated_unet(unet: nn.Module, seed: int = 0) -> nn.Module:
     if unexpected or wrong:  # a diffusers change in the gated blocks' layout: fail loudly, not half-loaded
         raise RuntimeError(f"gated_unet: base weights do not fit the gated UNet (unexpected {unexpected[:3]}, "
                            f"missing {wrong[:3]})")
+    if gate_init != 0.0:
+        from diffusers.models.attention import GatedSelfAttentionDense
+
+        with torch.no_grad():
+            for module in grounded.modules():
+                if isinstance(module, GatedSelfAttentionDense):
+                    module.alpha_attn.fill_(gate_init)
+                    module.alpha_dense.fill_(gate_init)
+                    for layer in (module.attn.to_out[0], module.ff.net[-1]):
+                        layer.weight.zero_()
+                        if layer.bias is not None:
+                            layer.bias.zero_()
     param = next(unet.parameters())
     torch.nn.Module.to(grounded, device=param.device, dtype=param.dtype)  # diffusers' .to warns on every cast
     return grounded.train(unet.training)

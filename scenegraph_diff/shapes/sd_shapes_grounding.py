@@ -43,6 +43,8 @@ class GroundingConfig:
         caption_dropout: probability of the empty caption.
         grounding_dropout: probability of masking all of an image's grounding tokens.
         ema_decay: EMA of the trained layers (the saved layers are the EMA ones).
+        gate_init: initial value of the fusers' gates (see :func:`~scenegraph_diff.conditioning.grounding.gated_unet`:
+            0 is GLIGEN's zero gates; the default 1 zero-initialises the fusers' output layers instead).
         checkpoint_every: steps between checkpoints (all kept: the accuracy-vs-minutes curve is measured on them).
         seed, num_threads, device: as in :class:`~scenegraph_diff.shapes.sd_shapes.SDShapesConfig`.
     """
@@ -52,11 +54,12 @@ class GroundingConfig:
     steps: int = 20000
     minutes: float | None = 50.0
     batch_size: int = 64
-    lr: float = 3e-4
+    lr: float = 5e-4
     warmup_steps: int = 200
     caption_dropout: float = 0.1
     grounding_dropout: float = 0.1
     ema_decay: float = 0.999
+    gate_init: float = 1.0
     checkpoint_every: int = 500
     seed: int = 0
     num_threads: int = 1
@@ -169,7 +172,7 @@ def train_grounding(config: GroundingConfig, resume: bool = False) -> Path:
     text_encoder = pipe.text_encoder.eval().requires_grad_(False).to(device)
     phrases = shapes_phrases()
     phrase_table = PhraseEncoder(text_encoder, pipe.tokenizer)(phrases).detach()  # [P, D]
-    unet = gated_unet(pipe.unet)
+    unet = gated_unet(pipe.unet, gate_init=config.gate_init)
     freeze_base_(unet)
     model = GroundedUNetForTraining(unet)
     alphas = DDPMScheduler(**BETAS).alphas_cumprod.float()

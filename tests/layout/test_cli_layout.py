@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -129,3 +130,31 @@ def test_train_layout_bad_arguments(tmp_path, capsys, args, contains):
     args = [a.format(t=tmp_path) for a in args]
     rc = run(["train-layout", "--output", str(tmp_path / "run"), "--max-steps", "1", "--no-progress", *args])
     _one_line_error(capsys, rc, contains)
+
+
+@pytest.mark.slow
+def test_train_layout_under_two_gloo_processes(tmp_path):
+    """`train-layout` as torchrun starts it (RANK / WORLD_SIZE / MASTER_* in the environment): DDP on gloo."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    argv = [sys.executable, "-m", "scenegraph_diff.cli", "train-layout", "--model", "diffusion", "--output",
+            str(tmp_path / "run"), "--max-steps", "3", "--batch-size", "4", "--dim", "16", "--num-layers", "1",
+            "--pool-size", "32", "--no-progress"]
+    procs = []
+    for rank in range(2):
+        env = dict(os.environ, WORLD_SIZE="2", RANK=str(rank), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
+                   MASTER_PORT=str(port), OMP_NUM_THREADS="1")
+        log = (tmp_path / f"rank{rank}.err").open("w")
+        procs.append((subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=log), log))
+    for p, log in procs:
+        p.wait(timeout=300)
+        log.close()
+        assert p.returncode == 0, Path(log.name).read_text()[-3000:]
+    info = json.loads((tmp_path / "run" / "train_info.json").read_text())
+    assert info["world_size"] == 2 and info["steps"] == 3

@@ -71,6 +71,20 @@ def test_gated_unet_computes_the_base_unet_until_trained() -> None:
         gated_unet(unet)
 
 
+def test_open_gate_init_starts_at_the_base_and_trains_from_step_one() -> None:
+    base = tiny_sd_components()["unet"]
+    unet = gated_unet(base, gate_init=1.0)
+    x, ctx, gligen = _unet_inputs(base)
+    with torch.no_grad():
+        assert torch.equal(unet(x, 10, ctx, cross_attention_kwargs={"gligen": gligen}).sample, base(x, 10, ctx).sample)
+    for u, expect_grad in ((unet, True), (gated_unet(base), False)):  # GLIGEN's zero gates: no gradient yet
+        freeze_base_(u)
+        u(x, 500, ctx, cross_attention_kwargs={"gligen": gligen}).sample.pow(2).mean().backward()
+        grads = [p.grad.abs().sum() for n, p in u.named_parameters() if n.endswith("attn.to_out.0.weight")
+                 and ".fuser." in n]
+        assert grads and all((g > 0) == expect_grad for g in grads)
+
+
 def test_freeze_base_trains_only_the_grounding_layers() -> None:
     unet = gated_unet(tiny_sd_components()["unet"])
     trainable = freeze_base_(unet)
