@@ -32,10 +32,8 @@ def tiny_config(tmp_path, **kw):
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("sd")
-    cfg = tiny_config(tmp)
-    return cfg, train_sd_shapes(cfg)
+def trained(tiny_sd_shapes_run):
+    return tiny_sd_shapes_run
 
 
 def test_plain_diffusers_loads_and_generates(trained):
