@@ -13,7 +13,8 @@ generates one image per graph from the *same* per-prompt noise (seeded by the ca
 Methods: ``text`` (the sd-shapes model, prompts only), ``shapes`` (the bundled layout-painting reference),
 and any ``--method NAME=FOLDER`` (a saved ``SceneGraphPipeline`` folder: graph-conditioned). With
 ``--curve RUN_DIR`` it instead scores every UNet checkpoint of a ``train-sd-shapes`` run (accuracy against
-training minutes; the minutes come from the checkpoints' step and the run's measured seconds per step).
+training minutes; the minutes come from the checkpoints' step and the run's measured seconds per step); with
+``--grounding-curve RUN_DIR`` every checkpoint of a ``train-grounding`` run, on oracle layouts.
 
 Outputs: a markdown table on stdout, ``--out/sd_shapes_eval.{json,md}``, ``--out/sd_shapes_samples.png`` (each
 row one prompt, each column a method), and with ``--curve`` ``--out/sd_shapes_curve.{json,md,png}``.
@@ -169,7 +170,87 @@ def run_adapter_curve(args: argparse.Namespace, graphs: list[SceneGraph]) -> int
     return 0
 
 
-def _plot_curve(rows: list[dict[str, Any]], path: Path) -> None:
+def world_layouts(graphs: list[SceneGraph], seed: int) -> list[SceneGraph]:
+    """``graphs`` with every unboxed graph given a layout sampled from the shapes world's own rules (rejection
+    sampling, seeded per caption): the oracle layout, so that a grounding curve measures the grounding alone."""
+    from scenegraph_diff.graph import SceneObject
+    from scenegraph_diff.shapes.evaluation import prompt_seed
+    from scenegraph_diff.shapes.world import sample_layout
+
+    out = []
+    for g in graphs:
+        if all(o.box is not None for o in g.objects):
+            out.append(g)
+            continue
+        boxes = sample_layout(g, torch.Generator().manual_seed(prompt_seed(g.text or "", seed + 1)))
+        objs = tuple(SceneObject(o.name, o.attributes, box=b.fractions(32)) for o, b in zip(g.objects, boxes))
+        out.append(SceneGraph(objs, g.relations, g.text))
+    return out
+
+
+def run_grounding_curve(args: argparse.Namespace, graphs: list[SceneGraph]) -> int:
+    """Score every checkpoint of a ``train-grounding`` run with oracle (world-sampled) layouts, text prompt + boxes
+    (the grounding's accuracy against training minutes); the first row is the base model without grounding."""
+    from scenegraph_diff.bundled import resolve_model
+    from scenegraph_diff.conditioning.grounding import gated_unet
+    from scenegraph_diff.pipelines import SceneGraphPipeline
+    from scenegraph_diff.shapes.evaluation import prompt_seed
+    from scenegraph_diff.shapes.sd_shapes_grounding import GroundedUNetForTraining
+    from scenegraph_diff.training import load_weights
+
+    run = Path(args.grounding_curve)
+    config = json.loads((run / "config.json").read_text())
+    pipe = SceneGraphPipeline.from_pretrained(resolve_model(config.get("model", args.model)))
+    pipe.set_progress_bar_config(disable=True)
+    if config.get("method", "gligen") == "adapter":
+        from scenegraph_diff.conditioning.layout_adapter import LayoutAdapterForTraining, make_layout_adapter
+
+        size = int(pipe.unet.config.sample_size * pipe.vae_scale_factor)
+        adapter = make_layout_adapter(pipe.unet, pipe.text_encoder.config.hidden_size, pipe.vae_scale_factor)
+        wrapper = LayoutAdapterForTraining(pipe.unet, adapter, size)
+        pipe.layout_adapter = wrapper.adapter
+    else:
+        wrapper = GroundedUNetForTraining(gated_unet(pipe.unet, gate_init=float(config.get("gate_init", 0.0))))
+        pipe.register_modules(unet=wrapper.unet)
+
+    def generator(grounding: bool):
+        def generate(batch: list[SceneGraph]) -> list[np.ndarray]:
+            batch = world_layouts(batch, args.seed)
+            gens = [torch.Generator().manual_seed(prompt_seed(g.text or "", args.seed)) for g in batch]
+            out = pipe([g.text or "" for g in batch], scene_graph=batch, generator=gens, output_type="np",
+                       num_inference_steps=args.steps, guidance_scale=args.guidance, graph_scale=0.0,
+                       grounding=grounding)
+            return list(out.images)
+        return generate
+
+    rows = []
+    scores, _, _ = evaluate_generator(generator(False), graphs, batch_size=args.batch_size)
+    rows.append({"checkpoint": "base (no grounding)", "step": 0, "minutes": 0.0, **scores.as_dict()})
+    print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+    for ck in sorted((run / "checkpoints").glob("checkpoint-*"), key=lambda c: int(c.name.split("-")[1])):
+        state = json.loads((ck / "trainer_state.json").read_text())
+        load_weights(wrapper, ck, ema=True)
+        scores, _, _ = evaluate_generator(generator(True), graphs, batch_size=args.batch_size)
+        rows.append({"checkpoint": ck.name, "step": int(state["step"]),
+                     "minutes": round(state.get("train_seconds", 0.0) / 60, 1), **scores.as_dict()})
+        print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+    head = "| grounding step | minutes | object | relation | graph | swap | pair |\n|---|---|---|---|---|---|---|\n"
+    body = "".join(f"| {r['step']} | {r['minutes']} | {100 * r['object_accuracy']:.1f} % | "
+                   f"{100 * r['relation_accuracy']:.1f} % | {100 * r['graph_accuracy']:.1f} % | "
+                   f"{100 * r['swap_accuracy']:.1f} % | {100 * r['pair_accuracy']:.1f} % |\n" for r in rows)
+    meta = (f"\n{run.name}: {len(graphs)} held-out graphs + swapped twins per checkpoint (EMA layers), oracle layouts "
+            f"(the held-out scenes' own boxes; the twins' sampled by the world's rules), prompt = caption, "
+            f"{args.steps} steps, guidance {args.guidance}; step 0 = the base UNet, no grounding; load average "
+            f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs.\n")
+    out = Path(args.out)
+    write_results(out / "grounding_curve", {"rows": rows, "num_graphs": len(graphs)}, head + body + meta)
+    print(head + body + meta)
+    _plot_curve([{**r, "unet_minutes": r["minutes"]} for r in rows], out / "grounding_curve.png",
+                xlabel="grounding training minutes (base UNet frozen)")
+    return 0
+
+
+def _plot_curve(rows: list[dict[str, Any]], path: Path, xlabel: str | None = None) -> None:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -180,7 +261,8 @@ def _plot_curve(rows: list[dict[str, Any]], path: Path) -> None:
     for key, label in (("object_accuracy", "object"), ("relation_accuracy", "relation"),
                        ("swap_accuracy", "swap"), ("graph_accuracy", "graph")):
         ax.plot(x, [100 * r[key] for r in rows], marker="o", label=label)
-    ax.set_xlabel("training minutes (UNet stage)" if rows and rows[0]["unet_minutes"] is not None else "UNet step")
+    ax.set_xlabel(xlabel or ("training minutes (UNet stage)" if rows and rows[0]["unet_minutes"] is not None
+                             else "UNet step"))
     ax.set_ylabel("checker accuracy (%)")
     ax.set_ylim(0, 100)
     ax.grid(alpha=0.3)
@@ -230,6 +312,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--curve", default=None, help="score every UNet checkpoint of this train-sd-shapes run instead")
     ap.add_argument("--adapter-curve", default=None,
                     help="score every checkpoint of this train-rectification --save-pipeline run instead")
+    ap.add_argument("--grounding-curve", default=None,
+                    help="score every checkpoint of this train-grounding run (oracle layouts) instead")
     ap.add_argument("--num-graphs", type=int, default=504)
     ap.add_argument("--steps", type=int, default=None, help="denoising steps (default: the pipeline's DEFAULT_STEPS)")
     ap.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale (default: DEFAULT_GUIDANCE)")
@@ -255,6 +339,8 @@ def main(argv: list[str] | None = None) -> int:
         return run_curve(args, graphs)
     if args.adapter_curve:
         return run_adapter_curve(args, graphs)
+    if args.grounding_curve:
+        return run_grounding_curve(args, graphs)
 
     from diffusers import StableDiffusionPipeline
 

@@ -617,14 +617,18 @@ def _run_train_sd_shapes(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------------------------------------- train-grounding
 def _add_train_grounding(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train-grounding", help="train GLIGEN box grounding on a frozen sd-shapes (alone or under "
-                                               "torchrun)",
-                       description="Add GLIGEN's gated self-attention and position net to the UNet of a trained "
-                                   "shapes-world Stable Diffusion folder and train only those layers (VAE, text encoder "
-                                   "and base UNet frozen) on rendered scenes: caption + one grounding token (phrase + "
-                                   "box) per object. Writes OUTPUT/grounding (the layers alone, a few MB); --into DIR "
-                                   "copies them into a pipeline folder (DIR/grounding), which SceneGraphPipeline and "
-                                   "`generate --conditioning layout` then use. Resumable.")
+    p = sub.add_parser("train-grounding", help="train box grounding (layout adapter or GLIGEN) on a frozen sd-shapes "
+                                               "(alone or under torchrun)",
+                       description="Train box grounding for a trained shapes-world Stable Diffusion folder with its VAE, "
+                                   "text encoder and UNet frozen, on rendered scenes (caption + each object's phrase and "
+                                   "box). --method adapter (default): a T2I-Adapter reading a layout map of phrase "
+                                   "embeddings, added to the UNet's down blocks; writes OUTPUT/layout_adapter. --method "
+                                   "gligen: GLIGEN's gated self-attention + position net; writes OUTPUT/grounding. Both "
+                                   "are a few MB; --into DIR copies them into a pipeline folder, which "
+                                   "SceneGraphPipeline and `generate --conditioning layout` then use. Resumable.")
+    p.add_argument("--method", default="adapter", choices=["adapter", "gligen"],
+                   help="what to train (default adapter; gligen is position-blind on sd-shapes after 1000 steps, see "
+                        "the README)")
     p.add_argument("--model", default="sd-shapes", help="the frozen base: bundled name or folder (default sd-shapes)")
     p.add_argument("--output", default="runs/sd_shapes_grounding", help="run folder (default runs/sd_shapes_grounding)")
     p.add_argument("--minutes", type=float, default=50.0,
@@ -633,10 +637,12 @@ def _add_train_grounding(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=64, help="scenes per step and rank (default 64)")
     p.add_argument("--lr", type=float, default=5e-4, help="learning rate (default 5e-4)")
     p.add_argument("--gate-init", type=float, default=1.0,
-                   help="initial gates of the fusers (default 1, output layers zeroed instead; 0 = GLIGEN's zero gates)")
+                   help="gligen: initial gates of the fusers (default 1, output layers zeroed instead; 0 = GLIGEN's zero "
+                        "gates)")
     p.add_argument("--checkpoint-every", type=int, default=500, help="steps between checkpoints (default 500)")
     p.add_argument("--into", default=None, metavar="DIR",
-                   help="also copy the trained layers into this pipeline folder as DIR/grounding (fp16)")
+                   help="also copy the trained layers into this pipeline folder as DIR/layout_adapter or DIR/grounding "
+                        "(fp16)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint")
     _add_device(p, "auto", "CUDA when available; one GPU per rank under torchrun")
@@ -651,7 +657,7 @@ def _run_train_grounding(args: argparse.Namespace) -> int:
     try:
         config = GroundingConfig(model=args.model, output_dir=args.output, minutes=args.minutes or None,
                                  steps=args.steps, batch_size=args.batch_size, lr=args.lr, gate_init=args.gate_init,
-                                 checkpoint_every=args.checkpoint_every, seed=args.seed, num_threads=args.threads,
+                                 method=args.method, checkpoint_every=args.checkpoint_every, seed=args.seed, num_threads=args.threads,
                                  device=device)
         path = train_grounding(config, resume=args.resume)
         result = {"grounding": str(path)}

@@ -7,8 +7,9 @@ One route from prompt to pixels for every model: prompt -> parse -> (refine) -> 
   :class:`~scenegraph_diff.pipelines.SceneGraphPipeline`: ``conditioning="text"`` sets the graph scale to 0 (the
   image is bit-identical to plain :class:`~diffusers.StableDiffusionPipeline`), ``"graph"`` applies the folder's
   trained graph adapter (``graph_encoder/`` + ``graph_conditioner/``), ``"layout"`` grounds every object in a box
-  that a layout model predicts from the graph (GLIGEN layers: the folder's ``grounding/`` or a GLIGEN checkpoint;
-  the boxes are written to the graph JSON) and ``"graph+layout"`` does both. The default is the strongest the folder
+  that a layout model predicts from the graph (drawn in by the folder's ``layout_adapter/`` (a layout-map
+  T2I-Adapter) and/or GLIGEN layers (its ``grounding/``, or a GLIGEN checkpoint); the boxes are written to the graph
+  JSON) and ``"graph+layout"`` does both. The default is the strongest the folder
   supports: ``"graph+layout"``, ``"layout"``, ``"graph"``, then ``"text"``;
 * a :class:`~scenegraph_diff.shapes.pipeline.ShapesPipeline` folder (the bundled ``shapes``: the layout-painting
   reference, and the default model) draws the graph directly.
@@ -404,8 +405,9 @@ def _generate_sd(config: GenerateConfig, source: str | Path | None, graphs: Sequ
                            "use --conditioning text or layout, or train one with scenegraph-diff train-rectification")
     grounding = "layout" in conditioning
     if grounding and not pipe.is_grounded:
-        raise RuntimeError(f"model {config.model!r} has no box-grounding layers (a grounding/ folder or a GLIGEN UNet): "
-                           "use --conditioning text or graph, or train them with scenegraph-diff train-grounding")
+        raise RuntimeError(f"model {config.model!r} has no box grounding (a layout_adapter/ or grounding/ folder, or a "
+                           "GLIGEN UNet): use --conditioning text or graph, or train it with scenegraph-diff "
+                           "train-grounding")
     if grounding and layout_name is None:
         raise RuntimeError(f"model {config.model!r} names no layout model: pass --layout-model NAME|DIR")
     graph_scale = 0.0 if "graph" not in conditioning else (

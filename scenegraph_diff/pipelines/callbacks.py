@@ -103,8 +103,9 @@ class GroundingCutoffCallback(PipelineCallback):
     r"""GLIGEN's scheduled sampling: box grounding during the first steps only.
 
     At the end of step :math:`n - 1` every gated self-attention layer of the pipeline's (grounded) UNet is switched
-    off (:func:`~scenegraph_diff.conditioning.grounding.set_grounding_enabled`), so the remaining steps are plain
-    text-conditioned SD; the pipeline switches them back on when the call ends. GLIGEN calls the grounded fraction
+    off (:func:`~scenegraph_diff.conditioning.grounding.set_grounding_enabled`), and so are the layout adapter's
+    residuals, so the remaining steps are plain text-conditioned SD; the pipeline switches them back on when the call
+    ends. GLIGEN calls the grounded fraction
     :math:`\beta` (diffusers' ``gligen_scheduled_sampling_beta``, 0.3 there).
 
     Args:
@@ -128,9 +129,12 @@ class GroundingCutoffCallback(PipelineCallback):
 
     def callback_fn(self, pipeline: Any, step_index: int, timestep: Any,
                     callback_kwargs: dict[str, Any]) -> dict[str, Any]:
-        """At the end of step ``n - 1``: the UNet's fusers off."""
+        """At the end of step ``n - 1``: the UNet's fusers and the pipeline's layout-adapter residuals off."""
         from ..conditioning.grounding import set_grounding_enabled
 
         if step_index + 1 == self.conditioned_steps(pipeline.num_timesteps):
             set_grounding_enabled(pipeline.unet, False)
+            residuals = getattr(pipeline, "_layout_residuals", None)
+            if residuals is not None:
+                residuals.enabled = False
         return callback_kwargs

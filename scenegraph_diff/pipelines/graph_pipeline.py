@@ -39,6 +39,7 @@ from ..conditioning.graph_batch import graph_batch
 from ..conditioning.grounding import (
     GROUNDING_FOLDER, PhraseEncoder, grounding_inputs, is_grounded, load_grounding, set_grounding_enabled,
 )
+from ..conditioning.layout_adapter import LAYOUT_ADAPTER_FOLDER, LayoutResiduals, layout_maps, load_layout_adapter
 from ..graph.scene_graph import SceneGraph
 from ..nn.encoders import SceneGraphEncoder
 from ..weights import align_weights_
@@ -93,6 +94,8 @@ class GraphPipelineMixin:
     graph_conditioner: GraphConditioner
     graph_refiner: "SceneGraphRefiner | None"
     layout_model: Any
+    layout_adapter: Any = None
+    _layout_residuals: Any = None
     _text_prompt_embeds: Tensor | None = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -113,7 +116,8 @@ class GraphPipelineMixin:
     # ------------------------------------------------------------------ construction
     def register_graph_modules(self, graph_encoder: SceneGraphEncoder | None = None,
                                graph_conditioner: GraphConditioner | None = None,
-                               graph_refiner: "SceneGraphRefiner | None" = None, layout_model: Any = None) -> None:
+                               graph_refiner: "SceneGraphRefiner | None" = None, layout_model: Any = None,
+                               layout_adapter: Any = None) -> None:
         """Check, place and register the graph modules (call it after the parent's ``__init__``).
 
         ``None`` gets a fresh module, seeded (the global RNG is untouched), sized from the text encoder
@@ -162,6 +166,12 @@ class GraphPipelineMixin:
             raise TypeError(f"layout_model is a {type(layout_model).__name__} without a sample() method; expected a "
                             "layout model (scenegraph_diff.layout.load_layout_model)")
         self.layout_model = layout_model
+        if layout_adapter is not None:
+            channels = list(getattr(layout_adapter.config, "channels", []))
+            if channels != list(unet.config.block_out_channels):
+                raise ValueError(f"layout_adapter has levels {channels}, but the UNet's block_out_channels are "
+                                 f"{list(unet.config.block_out_channels)}")
+        self.layout_adapter = layout_adapter
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs: Any) -> Any:
@@ -187,6 +197,12 @@ class GraphPipelineMixin:
         grounding = Path(str(pretrained_model_name_or_path)) / GROUNDING_FOLDER
         if grounding.is_dir() and not is_grounded(pipe.unet) and "unet" not in kwargs:
             pipe.register_modules(unet=load_grounding(pipe.unet, grounding))
+        adapter = Path(str(pretrained_model_name_or_path)) / LAYOUT_ADAPTER_FOLDER
+        if adapter.is_dir() and kwargs.get("layout_adapter") is None \
+                and "layout_adapter" in inspect.signature(cls.__init__).parameters:
+            loaded = load_layout_adapter(adapter, dtype=pipe.unet.dtype).to(pipe.unet.device)
+            pipe.register_graph_modules(pipe.graph_encoder, pipe.graph_conditioner, pipe.graph_refiner,
+                                        pipe.layout_model, align_weights_(loaded))
         return align_weights_(pipe)
 
     @classmethod
@@ -201,7 +217,7 @@ class GraphPipelineMixin:
         float32 when no dtype is given (huggingface/diffusers#12754), the components keep their dtypes unless
         ``dtype`` / ``torch_dtype`` is passed.
         """
-        for name in ("graph_refiner", "layout_model"):
+        for name in ("graph_refiner", "layout_model", "layout_adapter"):
             if name not in kwargs and getattr(pipeline, name, None) is not None \
                     and name in inspect.signature(cls.__init__).parameters:
                 kwargs[name] = getattr(pipeline, name)
@@ -293,8 +309,9 @@ class GraphPipelineMixin:
     # ------------------------------------------------------------------ grounding (GLIGEN)
     @property
     def is_grounded(self) -> bool:
-        """Whether the UNet has GLIGEN's box-grounding layers (a GLIGEN checkpoint, or a ``grounding/`` folder)."""
-        return is_grounded(self.unet)  # type: ignore[attr-defined]
+        """Whether boxes can be drawn in: the UNet has GLIGEN's layers (a GLIGEN checkpoint, or a ``grounding/``
+        folder) or the pipeline has a ``layout_adapter`` (a ``layout_adapter/`` folder)."""
+        return is_grounded(self.unet) or self.layout_adapter is not None  # type: ignore[attr-defined]
 
     def layout_graphs(self, graphs: Sequence[SceneGraph], generator: torch.Generator | None = None) -> list[SceneGraph]:
         """``graphs`` with a box on every object: given boxes are kept, the others come from ``layout_model``
@@ -328,17 +345,40 @@ class GraphPipelineMixin:
             g["masks"][: g["masks"].size(0) // 2] = 0
         return g
 
+    @torch.no_grad()
+    def layout_residuals(self, graphs: Sequence[SceneGraph], num_images_per_prompt: int = 1,
+                         height: int | None = None, width: int | None = None) -> list[Tensor]:
+        """The ``layout_adapter``'s residuals for ``graphs`` (their boxed objects, painted as phrase-embedding maps
+        of ``height x width`` pixels, :func:`~scenegraph_diff.conditioning.layout_adapter.layout_maps`): one
+        ``[G * num_images_per_prompt, C_i, h_i, w_i]`` per UNet down block."""
+        if self.layout_adapter is None:
+            raise ValueError("layout_residuals: the pipeline has no layout_adapter")
+        unet = self.unet  # type: ignore[attr-defined]
+        size = int(unet.config.sample_size * self.vae_scale_factor)  # type: ignore[attr-defined]
+        g = grounding_inputs(graphs, PhraseEncoder(self.text_encoder, self.tokenizer))  # type: ignore[attr-defined]
+        param = next(self.layout_adapter.parameters())
+        maps = layout_maps(g["boxes"], g["positive_embeddings"], g["masks"], height or size, width or height or size)
+        maps = maps.to(device=param.device, dtype=param.dtype).repeat_interleave(num_images_per_prompt, dim=0)
+        return [r.to(unet.device) for r in self.layout_adapter(maps)]
+
     @contextlib.contextmanager
-    def _grounding_for_call(self, on: bool) -> Iterator[None]:
-        """Fusers on (``on``) or off for the call; always back on when it ends (a cut-off callback turns them off)."""
-        if not self.is_grounded:
-            yield
-            return
-        set_grounding_enabled(self.unet, on)  # type: ignore[attr-defined]
+    def _grounding_for_call(self, on: bool, residuals: Sequence[Tensor] | None = None) -> Iterator[None]:
+        """Fusers on (``on``) or off for the call, and the layout adapter's ``residuals`` fed to the UNet; fusers always
+        back on and the residuals gone when it ends (a cut-off callback switches both off)."""
+        hook = LayoutResiduals(self.unet, residuals) if residuals else None  # type: ignore[attr-defined]
+        if is_grounded(self.unet):  # type: ignore[attr-defined]
+            set_grounding_enabled(self.unet, on)  # type: ignore[attr-defined]
         try:
-            yield
+            if hook is None:
+                yield
+            else:
+                with hook:
+                    self._layout_residuals = hook
+                    yield
         finally:
-            set_grounding_enabled(self.unet, True)  # type: ignore[attr-defined]
+            self._layout_residuals = None
+            if is_grounded(self.unet):  # type: ignore[attr-defined]
+                set_grounding_enabled(self.unet, True)  # type: ignore[attr-defined]
 
     # ------------------------------------------------------------------ step callbacks
     def text_only_prompt_embeds(self, prompt_embeds: Tensor) -> Tensor:

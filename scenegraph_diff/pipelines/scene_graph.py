@@ -6,7 +6,7 @@ import logging
 from typing import Any, Callable, Sequence
 
 import torch
-from diffusers import AutoencoderKL, StableDiffusionPipeline, UNet2DConditionModel
+from diffusers import AutoencoderKL, StableDiffusionPipeline, T2IAdapter, UNet2DConditionModel
 from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
 from diffusers.pipelines.stable_diffusion.safety_checker import StableDiffusionSafetyChecker
 from diffusers.schedulers import KarrasDiffusionSchedulers
@@ -14,6 +14,7 @@ from torch import Tensor
 from transformers import CLIPImageProcessor, CLIPTextModel, CLIPTokenizer, CLIPVisionModelWithProjection
 
 from ..conditioning.conditioner import GraphConditioner
+from ..conditioning.grounding import is_grounded
 from ..diffusion.scene_graph_refiner import SceneGraphRefiner
 from ..graph.scene_graph import SceneGraph
 from ..nn.encoders import SceneGraphEncoder
@@ -90,10 +91,11 @@ class SceneGraphPipeline(GraphPipelineMixin, StableDiffusionPipeline):
         graph_conditioner: GraphConditioner | None = None,
         graph_refiner: SceneGraphRefiner | None = None,
         layout_model: Any = None,
+        layout_adapter: T2IAdapter | None = None,
     ) -> None:
         super().__init__(vae, text_encoder, tokenizer, unet, scheduler, safety_checker, feature_extractor,
                          image_encoder, requires_safety_checker)
-        self.register_graph_modules(graph_encoder, graph_conditioner, graph_refiner, layout_model)
+        self.register_graph_modules(graph_encoder, graph_conditioner, graph_refiner, layout_model, layout_adapter)
 
     @torch.no_grad()
     def __call__(
@@ -139,9 +141,10 @@ class SceneGraphPipeline(GraphPipelineMixin, StableDiffusionPipeline):
             refine_graph_steps: network evaluations of the refinement (default 5).
             graph_generator: CPU :class:`torch.Generator` of the refinement, separate from ``generator`` so that
                 refining never shifts the image noise (global RNG if None).
-            grounding: box grounding through the UNet's GLIGEN layers. ``None`` (default): on when the UNet is
-                grounded and a box is known or can be predicted (some object has one, or there is a ``layout_model``).
-                ``True`` without a grounded UNet, or without any box or layout model, is an error.
+            grounding: box grounding through the UNet's GLIGEN layers and/or the pipeline's ``layout_adapter``.
+                ``None`` (default): on when the pipeline is grounded (:attr:`is_grounded`) and a box is known or can
+                be predicted (some object has one, or there is a ``layout_model``). ``True`` without grounding
+                layers, or without any box or layout model, is an error.
             grounding_steps_fraction: GLIGEN's scheduled sampling :math:`\beta`: ground only the first
                 ``ceil(fraction * N)`` steps (a :class:`~.callbacks.GroundingCutoffCallback`), in ``(0, 1]``.
             layout_generator: CPU :class:`torch.Generator` of the layout sampling (separate from ``generator``).
@@ -162,7 +165,8 @@ class SceneGraphPipeline(GraphPipelineMixin, StableDiffusionPipeline):
             raise ValueError(f"grounding_steps_fraction must be in (0, 1], got {grounding_steps_fraction}")
         if grounding and not self.is_grounded:
             raise ValueError("grounding=True needs a UNet with GLIGEN layers (attention_type 'gated': a GLIGEN "
-                             "checkpoint, or a folder with a grounding/ sub-folder)")
+                             "checkpoint, or a folder with a grounding/ sub-folder) or a layout_adapter (a folder "
+                             "with a layout_adapter/ sub-folder)")
         refine = {"strength": refine_graph_strength, "num_steps": refine_graph_steps, "generator": graph_generator}
         # 1. Graphs (refined when asked) and prompts.
         if prompt_embeds is not None and scene_graph is None:
@@ -206,16 +210,21 @@ class SceneGraphPipeline(GraphPipelineMixin, StableDiffusionPipeline):
         k = num_images_per_prompt or 1
         text_only = base.repeat_interleave(k, dim=0) if k > 1 else base  # [B, L, D], what callbacks may switch to
 
-        # 5. Box grounding: GLIGEN tokens in the UNet's cross_attention_kwargs, for the first fraction of the steps.
+        # 5. Box grounding, for the first fraction of the steps: GLIGEN tokens in the UNet's cross_attention_kwargs,
+        #    and/or the layout adapter's residuals (fed by a forward pre-hook on the UNet during the call).
+        residuals = None
         if grounding:
-            cross_attention_kwargs = {**(cross_attention_kwargs or {}),
-                                      "gligen": self.grounding_kwargs(graphs, k, do_cfg)}
+            if is_grounded(self.unet):
+                cross_attention_kwargs = {**(cross_attention_kwargs or {}),
+                                          "gligen": self.grounding_kwargs(graphs, k, do_cfg)}
+            if self.layout_adapter is not None:
+                residuals = self.layout_residuals(graphs, k, kwargs.get("height"), kwargs.get("width"))
             if grounding_steps_fraction < 1.0:
                 callback, tensor_inputs = chain_callbacks(
                     callback, tensor_inputs or ["latents"], GroundingCutoffCallback(grounding_steps_fraction))
 
         # 6. Denoise with the parent.
-        with self._text_embeds_for_call(text_only), self._grounding_for_call(bool(grounding)):
+        with self._text_embeds_for_call(text_only), self._grounding_for_call(bool(grounding), residuals):
             return super().__call__(
                 prompt=None, prompt_embeds=cond, negative_prompt_embeds=negative, negative_prompt=None,
                 num_images_per_prompt=num_images_per_prompt, guidance_scale=guidance_scale,

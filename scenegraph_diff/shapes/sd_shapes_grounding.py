@@ -23,10 +23,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["GroundingConfig", "GroundedUNetForTraining", "grounding_step", "train_grounding", "export_grounding",
+__all__ = ["GROUNDING_METHODS", "GroundingConfig", "GroundedUNetForTraining", "grounding_step", "train_grounding", "export_grounding",
            "shapes_phrases"]
 
 logger = logging.getLogger(__name__)
+
+#: What ``train-grounding`` trains: a layout-map adapter, or GLIGEN's layers.
+GROUNDING_METHODS: tuple[str, ...] = ("adapter", "gligen")
 
 
 @dataclass(frozen=True)
@@ -43,8 +46,12 @@ class GroundingConfig:
         caption_dropout: probability of the empty caption.
         grounding_dropout: probability of masking all of an image's grounding tokens.
         ema_decay: EMA of the trained layers (the saved layers are the EMA ones).
-        gate_init: initial value of the fusers' gates (see :func:`~scenegraph_diff.conditioning.grounding.gated_unet`:
-            0 is GLIGEN's zero gates; the default 1 zero-initialises the fusers' output layers instead).
+        gate_init: GLIGEN: initial value of the fusers' gates (see
+            :func:`~scenegraph_diff.conditioning.grounding.gated_unet`: 0 is GLIGEN's zero gates; the default 1
+            zero-initialises the fusers' output layers instead).
+        method: ``"adapter"`` (default): a layout-map T2I-Adapter
+            (:mod:`~scenegraph_diff.conditioning.layout_adapter`), written as ``output_dir/layout_adapter``;
+            ``"gligen"``: GLIGEN's gated self-attention + position net, written as ``output_dir/grounding``.
         checkpoint_every: steps between checkpoints (all kept: the accuracy-vs-minutes curve is measured on them).
         seed, num_threads, device: as in :class:`~scenegraph_diff.shapes.sd_shapes.SDShapesConfig`.
     """
@@ -60,6 +67,7 @@ class GroundingConfig:
     grounding_dropout: float = 0.1
     ema_decay: float = 0.999
     gate_init: float = 1.0
+    method: str = "adapter"
     checkpoint_every: int = 500
     seed: int = 0
     num_threads: int = 1
@@ -85,6 +93,8 @@ class GroundingConfig:
             raise bad("ema_decay", "must be in (0, 1)")
         if self.minutes is not None and not self.minutes > 0:
             raise bad("minutes", "must be > 0 or None")
+        if self.method not in GROUNDING_METHODS:
+            raise bad("method", f"must be one of {', '.join(GROUNDING_METHODS)}")
         check_device(self.device, "device")
 
 
@@ -155,7 +165,7 @@ def train_grounding(config: GroundingConfig, resume: bool = False) -> Path:
     ``output_dir/grounding`` folder."""
     from diffusers import DDPMScheduler
 
-    from ..conditioning.grounding import PhraseEncoder, freeze_base_, gated_unet, save_grounding
+    from ..conditioning.grounding import GROUNDING_FOLDER, PhraseEncoder, freeze_base_, gated_unet, save_grounding
     from ..devices import resolve_device
     from ..training import TrainConfig, Trainer, distributed_env, latest_checkpoint
     from .sd_shapes import BETAS, SDShapesConfig, _SceneStream
@@ -172,9 +182,16 @@ def train_grounding(config: GroundingConfig, resume: bool = False) -> Path:
     text_encoder = pipe.text_encoder.eval().requires_grad_(False).to(device)
     phrases = shapes_phrases()
     phrase_table = PhraseEncoder(text_encoder, pipe.tokenizer)(phrases).detach()  # [P, D]
-    unet = gated_unet(pipe.unet, gate_init=config.gate_init)
-    freeze_base_(unet)
-    model = GroundedUNetForTraining(unet)
+    if config.method == "gligen":
+        unet = gated_unet(pipe.unet, gate_init=config.gate_init)
+        freeze_base_(unet)
+        model: nn.Module = GroundedUNetForTraining(unet)
+    else:
+        from ..conditioning.layout_adapter import LayoutAdapterForTraining, make_layout_adapter
+
+        size = int(pipe.unet.config.sample_size * pipe.vae_scale_factor)
+        model = LayoutAdapterForTraining(pipe.unet, make_layout_adapter(pipe.unet, phrase_table.size(-1),
+                                                                        pipe.vae_scale_factor), size)
     alphas = DDPMScheduler(**BETAS).alphas_cumprod.float()
     tcfg = TrainConfig(max_steps=config.steps, lr=config.lr, schedule="constant", warmup_steps=config.warmup_steps,
                        grad_clip=1.0, ema_decay=config.ema_decay, ema_warmup=True, log_every=100,
@@ -195,13 +212,18 @@ def train_grounding(config: GroundingConfig, resume: bool = False) -> Path:
                           phrase_index={p: i for i, p in enumerate(phrases)},
                           grounding_dropout=config.grounding_dropout)
     history = trainer.fit(stream, resume=resume)
-    dest = out / "grounding"
+    from ..conditioning.layout_adapter import LAYOUT_ADAPTER_FOLDER, save_layout_adapter
+
+    dest = out / (GROUNDING_FOLDER if config.method == "gligen" else LAYOUT_ADAPTER_FOLDER)
     if rank == 0:
         final = trainer.ema_model if trainer.ema_model is not None else trainer.model
-        save_grounding(final.unet, dest, info={
-            "base": str(config.model), "steps": trainer.step, "train_minutes": trainer.train_seconds / 60,
-            "batch_size": config.batch_size, "world_size": world, "device": str(device),
-            "final": history[-1] if history else None})
+        info = {"base": str(config.model), "steps": trainer.step, "train_minutes": trainer.train_seconds / 60,
+                "batch_size": config.batch_size, "world_size": world, "device": str(device),
+                "final": history[-1] if history else None}
+        if config.method == "gligen":
+            save_grounding(final.unet, dest, info=info)
+        else:
+            save_layout_adapter(final.adapter, dest, info=info)
         (out / "history.json").write_text(json.dumps(history))
         logger.info("grounding: %d steps (this run %.1f min); saved %s", trainer.step, (time.monotonic() - t0) / 60,
                     dest)
@@ -209,18 +231,30 @@ def train_grounding(config: GroundingConfig, resume: bool = False) -> Path:
 
 
 def export_grounding(grounding_dir: str | Path, pipeline_dir: str | Path, half: bool = True) -> Path:
-    """Copy trained grounding layers (a ``grounding/`` folder of :func:`train_grounding`) into a Stable Diffusion
-    pipeline folder as ``pipeline_dir/grounding`` (float16 with ``half``), checking that they fit its UNet; return
-    the written folder."""
+    """Copy trained grounding (the ``grounding/`` or ``layout_adapter/`` folder of :func:`train_grounding`) into a
+    Stable Diffusion pipeline folder as ``pipeline_dir/grounding`` or ``pipeline_dir/layout_adapter`` (float16 with
+    ``half``), checking that it fits the folder's UNet; return the written folder."""
     from diffusers import UNet2DConditionModel
 
     from ..conditioning.grounding import GROUNDING_FOLDER, load_grounding, save_grounding
+    from ..conditioning.layout_adapter import LAYOUT_ADAPTER_FOLDER, load_layout_adapter, save_layout_adapter
 
     pipeline_dir = Path(pipeline_dir)
     if not (pipeline_dir / "unet" / "config.json").is_file():
         raise FileNotFoundError(f"{pipeline_dir} is not a Stable Diffusion pipeline folder (no unet/config.json)")
     grounding_dir = Path(grounding_dir)
-    unet = load_grounding(UNet2DConditionModel.from_pretrained(pipeline_dir / "unet"), grounding_dir)
+    unet = UNet2DConditionModel.from_pretrained(pipeline_dir / "unet")
+    if (grounding_dir / "layout_adapter.json").is_file():
+        adapter = load_layout_adapter(grounding_dir)
+        channels = list(adapter.config.channels)
+        if channels != list(unet.config.block_out_channels):
+            raise ValueError(f"{grounding_dir}: adapter levels {channels} do not fit the UNet's block_out_channels "
+                             f"{list(unet.config.block_out_channels)}")
+        info = json.loads((grounding_dir / "layout_adapter.json").read_text())
+        info.pop("map", None)
+        return save_layout_adapter(adapter, pipeline_dir / LAYOUT_ADAPTER_FOLDER,
+                                   dtype=torch.float16 if half else None, info=info)
+    unet = load_grounding(unet, grounding_dir)
     info = json.loads((grounding_dir / "config.json").read_text())
     keep = {k: v for k, v in info.items() if k not in ("attention_type", "cross_attention_dim", "block_out_channels",
                                                        "max_objects")}
