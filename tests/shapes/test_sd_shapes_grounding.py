@@ -28,10 +28,11 @@ def base_folder(tiny_sd_shapes_run, tmp_path_factory):
 
 def _config(base, out, **kw):
     return GroundingConfig(**{**dict(model=str(base), output_dir=str(out), steps=2, minutes=None, batch_size=2,
-                                     checkpoint_every=1, warmup_steps=0, device="cpu"), **kw})
+                                     checkpoint_every=1, warmup_steps=0, grounding_dropout=0.0,
+                                     device="cpu"), **kw})
 
 
-def test_training_moves_only_the_grounding_layers(base_folder, tmp_path):
+def test_gligen_training_moves_only_the_grounding_layers(base_folder, tmp_path):
     from diffusers import UNet2DConditionModel
     from safetensors.torch import load_file
 
@@ -39,8 +40,8 @@ def test_training_moves_only_the_grounding_layers(base_folder, tmp_path):
     base_hash = _hash(unet.state_dict())
     fresh = grounding_state_dict(gated_unet(UNet2DConditionModel.from_pretrained(base_folder / "unet").float(),
                                             gate_init=1.0))
-    dest = train_grounding(_config(base_folder, tmp_path / "run"))
-    assert (dest / "config.json").is_file()
+    dest = train_grounding(_config(base_folder, tmp_path / "run", method="gligen"))
+    assert dest.name == "grounding" and (dest / "config.json").is_file()
     from scenegraph_diff.training import latest_checkpoint
 
     state = load_file(str(latest_checkpoint(tmp_path / "run" / "checkpoints") / "model.safetensors"))
@@ -55,13 +56,31 @@ def test_training_moves_only_the_grounding_layers(base_folder, tmp_path):
     assert info["steps"] == 2 and info["base"] == str(base_folder)
 
 
-def test_exported_grounding_draws_boxes_through_the_pipeline(base_folder, tmp_path):
+def test_adapter_training_leaves_the_unet_as_it_was(base_folder, tmp_path):
+    from diffusers import UNet2DConditionModel
+    from safetensors.torch import load_file
+
+    from scenegraph_diff.training import latest_checkpoint
+
+    unet = UNet2DConditionModel.from_pretrained(base_folder / "unet").float()
+    dest = train_grounding(_config(base_folder, tmp_path / "run"))  # the default method: the layout adapter
+    assert dest.name == "layout_adapter" and (dest / "layout_adapter.json").is_file()
+    state = load_file(str(latest_checkpoint(tmp_path / "run" / "checkpoints") / "model.safetensors"))
+    base_part = {k.removeprefix("unet."): v for k, v in state.items() if k.startswith("unet.")}
+    assert set(base_part) == set(unet.state_dict()) and _hash(base_part) == _hash(unet.state_dict())
+    conv_in = state["adapter.adapter.conv_in.weight"]
+    assert conv_in.abs().sum() > 0  # zero-initialised, trained
+    assert set(state) - {f"unet.{k}" for k in base_part} == {k for k in state if k.startswith("adapter.")}
+
+
+@pytest.mark.parametrize("method", ["adapter", "gligen"])
+def test_exported_grounding_draws_boxes_through_the_pipeline(base_folder, tmp_path, method):
     import shutil
 
     from scenegraph_diff.graph import SceneGraph, SceneObject
     from scenegraph_diff.pipelines import SceneGraphPipeline
 
-    dest = train_grounding(_config(base_folder, tmp_path / "run", steps=1))
+    dest = train_grounding(_config(base_folder, tmp_path / "run", steps=1, method=method))
     folder = tmp_path / "pipe"
     shutil.copytree(base_folder, folder)
     export_grounding(dest, folder)
