@@ -336,7 +336,9 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--layout-model", default=None, metavar="NAME|DIR",
                    help="layout model of --conditioning layout (default: the model's, layout-shapes for sd-shapes)")
     p.add_argument("--grounding-steps-fraction", type=float, default=None, metavar="F",
-                   help="GLIGEN scheduled sampling: ground the first fraction F of the steps (default: the model's, 1)")
+                   help="scheduled sampling: ground the first fraction F of the steps (default: the model's, 1)")
+    p.add_argument("--grounding-scale", type=float, default=None, metavar="S",
+                   help="strength of the layout adapter's residuals (default: the model's, 1)")
     p.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale (default: the model's)")
     p.add_argument("--graph-scale", type=float, default=None, help="graph offset strength w (default: the model's, "
                                                                     "else RRNet's 0.6)")
@@ -392,7 +394,7 @@ def _run_generate(args: argparse.Namespace) -> int:
                                 graph_refiner=args.graph_refiner, refine_strength=args.refine_strength,
                                 refine_steps=args.refine_steps, device=args.device, conditioning=args.conditioning,
                                 layout_model=args.layout_model, grounding_steps_fraction=args.grounding_steps_fraction,
-                                guidance_scale=args.guidance, graph_scale=args.graph_scale,
+                                grounding_scale=args.grounding_scale, guidance_scale=args.guidance, graph_scale=args.graph_scale,
                                 fk_particles=args.fk_particles, fk_reward=args.fk_reward,
                                 cache_interval=args.cache_interval, composed=args.composed)
         if args.threads < 1:

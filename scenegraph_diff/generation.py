@@ -82,8 +82,9 @@ class GenerateConfig:
         layout_model: layout model for ``"layout"`` conditioning: a bundled name (``layout-shapes``) or folder
             (``None``: the folder's ``scenegraph_diff.json`` ``layout_model``). Each prompt gets one layout, sampled
             with its own generator (seeded from ``seed`` and the prompt's index), shared by its images.
-        grounding_steps_fraction: GLIGEN's scheduled sampling: ground the first fraction of the steps (``None``: the
+        grounding_steps_fraction: scheduled sampling: ground the first fraction of the steps (``None``: the
             model's default, else 1).
+        grounding_scale: strength of a layout adapter's residuals (``None``: the model's default, else 1).
         guidance_scale: classifier-free guidance (``None``: the model's default — sd-shapes' card, else 7.5).
         graph_scale: strength of the graph offsets with ``conditioning="graph"`` (``None``: the model's default).
         device: where the image model and the refiner run: ``"cpu"`` (default: outputs are bit-reproducible),
@@ -115,6 +116,7 @@ class GenerateConfig:
     conditioning: str | None = None
     layout_model: str | None = None
     grounding_steps_fraction: float | None = None
+    grounding_scale: float | None = None
     guidance_scale: float | None = None
     graph_scale: float | None = None
     fk_particles: int = 1
@@ -142,6 +144,8 @@ class GenerateConfig:
             raise ValueError(f"conditioning must be one of {', '.join(CONDITIONINGS)}, got {self.conditioning!r}")
         if self.grounding_steps_fraction is not None and not 0.0 < self.grounding_steps_fraction <= 1.0:
             raise ValueError(f"grounding_steps_fraction must be in (0, 1], got {self.grounding_steps_fraction!r}")
+        if self.grounding_scale is not None and not self.grounding_scale >= 0.0:
+            raise ValueError(f"grounding_scale must be >= 0, got {self.grounding_scale!r}")
         if self.conditioning in ("layout", "graph+layout") and (self.fk_particles > 1 or self.composed):
             raise ValueError(f"conditioning={self.conditioning!r} does not combine with "
                              f"{'fk_particles' if self.fk_particles > 1 else 'composed'}: use one of them")
@@ -429,6 +433,8 @@ def _generate_sd(config: GenerateConfig, source: str | Path | None, graphs: Sequ
     if grounding:
         kwargs["grounding_steps_fraction"] = (config.grounding_steps_fraction if config.grounding_steps_fraction
                                               is not None else float(settings.get("grounding_steps_fraction", 1.0)))
+        kwargs["grounding_scale"] = (config.grounding_scale if config.grounding_scale is not None
+                                     else float(settings.get("grounding_scale", 1.0)))
     steps = config.steps or settings.get("steps")
     if steps is not None:
         kwargs["num_inference_steps"] = int(steps)

@@ -110,6 +110,7 @@ class SceneGraphPipeline(GraphPipelineMixin, StableDiffusionPipeline):
         graph_generator: torch.Generator | None = None,
         grounding: bool | None = None,
         grounding_steps_fraction: float = 1.0,
+        grounding_scale: float = 1.0,
         layout_generator: torch.Generator | None = None,
         negative_prompt: str | list[str] | None = None,
         num_images_per_prompt: int | None = 1,
@@ -147,6 +148,8 @@ class SceneGraphPipeline(GraphPipelineMixin, StableDiffusionPipeline):
                 layers, or without any box or layout model, is an error.
             grounding_steps_fraction: GLIGEN's scheduled sampling :math:`\beta`: ground only the first
                 ``ceil(fraction * N)`` steps (a :class:`~.callbacks.GroundingCutoffCallback`), in ``(0, 1]``.
+            grounding_scale: strength of the layout adapter's residuals (T2I-Adapter's ``adapter_conditioning_scale``;
+                1 = as trained, 0 = none); GLIGEN layers are not scaled.
             layout_generator: CPU :class:`torch.Generator` of the layout sampling (separate from ``generator``).
             prompt_embeds: precomputed embeddings ``[G, L, D]``; the graph conditioning is added to them.
             negative_prompt, num_images_per_prompt, guidance_scale, negative_prompt_embeds,
@@ -163,6 +166,8 @@ class SceneGraphPipeline(GraphPipelineMixin, StableDiffusionPipeline):
             raise ValueError(f"graph_steps_fraction must be in [0, 1], got {graph_steps_fraction}")
         if not 0.0 < grounding_steps_fraction <= 1.0:
             raise ValueError(f"grounding_steps_fraction must be in (0, 1], got {grounding_steps_fraction}")
+        if not grounding_scale >= 0.0:
+            raise ValueError(f"grounding_scale must be >= 0, got {grounding_scale}")
         if grounding and not self.is_grounded:
             raise ValueError("grounding=True needs a UNet with GLIGEN layers (attention_type 'gated': a GLIGEN "
                              "checkpoint, or a folder with a grounding/ sub-folder) or a layout_adapter (a folder "
@@ -218,7 +223,8 @@ class SceneGraphPipeline(GraphPipelineMixin, StableDiffusionPipeline):
                 cross_attention_kwargs = {**(cross_attention_kwargs or {}),
                                           "gligen": self.grounding_kwargs(graphs, k, do_cfg)}
             if self.layout_adapter is not None:
-                residuals = self.layout_residuals(graphs, k, kwargs.get("height"), kwargs.get("width"))
+                residuals = [grounding_scale * r for r in
+                             self.layout_residuals(graphs, k, kwargs.get("height"), kwargs.get("width"))]
             if grounding_steps_fraction < 1.0:
                 callback, tensor_inputs = chain_callbacks(
                     callback, tensor_inputs or ["latents"], GroundingCutoffCallback(grounding_steps_fraction))

@@ -186,3 +186,11 @@ def test_training_module_trains_only_the_adapter() -> None:
     assert torch.equal(out, base)  # zero-initialised: the base UNet's output
     out.square().mean().backward()
     assert model.adapter.adapter.conv_in.weight.grad.abs().sum() > 0
+
+
+def test_grounding_scale_scales_the_residuals() -> None:
+    pipe = _pipe()
+    assert np.array_equal(_run(pipe, [_graph()], grounding_scale=0.0), _run(pipe, [_graph()], grounding=False))
+    assert np.abs(_run(pipe, [_graph()], grounding_scale=2.0) - _run(pipe, [_graph()])).max() > 1e-4
+    with pytest.raises(ValueError, match="grounding_scale"):
+        _run(pipe, [_graph()], grounding_scale=-1.0)
