@@ -122,3 +122,21 @@ def test_missing_model_is_one_message(bench, tmp_path):
     with pytest.raises(SystemExit, match="--vrd-diffusion"):
         bench.main(["--prepared", str(tmp_path / "vrd"), "--vrd-diffusion", str(tmp_path / "none"),
                     "--out", str(tmp_path / "o")])
+
+
+def test_vrd_fit_validation_split(tmp_path):
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        spec = importlib.util.spec_from_file_location("_bench_layout_vrd_split", REPO / "benchmarks" / "layout_vrd_split.py")
+        split = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(split)
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+    images = list(json.loads((VRD_FIX / "annotations_train.json").read_text()))
+    assert split.main(["--data-root", str(VRD_FIX), "--fit", "1", "--output", str(tmp_path / "s")]) == 0
+    fit = json.loads((tmp_path / "s" / "annotations_train.json").read_text())
+    val = json.loads((tmp_path / "s" / "annotations_test.json").read_text())
+    assert list(fit) == images[:1] and list(val) == images[1:]
+    assert (tmp_path / "s" / "objects.json").read_bytes() == (VRD_FIX / "objects.json").read_bytes()
+    assert split.main(["--data-root", str(VRD_FIX), "--fit", str(len(images)), "--output", str(tmp_path / "t")]) == 2
+    assert split.main(["--data-root", str(tmp_path / "none"), "--output", str(tmp_path / "t")]) == 2
