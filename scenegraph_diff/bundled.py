@@ -23,15 +23,16 @@ ASSETS = Path(__file__).resolve().parent / "assets"
 #: name -> (sub-folder of ``assets/``, what it is and what it was trained on)
 _CATALOGUE: dict[str, tuple[str, str]] = {
     "sd-shapes": ("sd-shapes", "Stable Diffusion (VAE + CLIP text tower + UNet) trained text-only on shapes-world "
-                               "captions; 32x32; a StableDiffusionPipeline folder"),
+                               "captions; 32x32; a StableDiffusionPipeline folder, plus a layout adapter (boxes -> "
+                               "T2I-Adapter, trained on rendered scenes with the UNet frozen) in layout_adapter/"),
     "shapes": ("shapes", "ShapesPipeline: layout-painting graph-to-image reference model of the shapes world "
                          "(R-HGNN conditioner + palette UNet), trained on sampled scenes; 32x32"),
     "parser": ("parser", "learned text-to-scene-graph parser (FACTUAL train)"),
     "layout-shapes": ("layout-shapes", "scene graph -> boxes for the shapes world: box diffusion (R-HGNN, DDIM) "
                                        "trained on sampled scenes; load with scenegraph_diff.layout.load_layout_model"),
     "layout-vrd": ("layout-vrd", "scene graph -> boxes for VRD's 100 object classes and 70 predicates: box diffusion "
-                                 "(R-HGNN, DDIM) trained on VRD train boxes (normalised by the union of each image's "
-                                 "boxes)"),
+                                 "(R-HGNN, DDIM) trained on 3,600 of VRD's 4,000 train images' boxes (normalised by "
+                                 "the union of each image's boxes; the other 400 for validation)"),
 }
 
 

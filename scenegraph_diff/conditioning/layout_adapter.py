@@ -115,7 +115,7 @@ def save_layout_adapter(adapter: nn.Module, directory: str | Path, dtype: torch.
     import copy
 
     directory = Path(directory)
-    out = adapter if dtype is None else copy.deepcopy(adapter).to(dtype)
+    out = adapter if dtype is None else nn.Module.to(copy.deepcopy(adapter), dtype=dtype)  # torch's cast: no warning
     out.save_pretrained(directory)
     (directory / _SETTINGS).write_text(json.dumps({"map": _MAP_KIND, **dict(info or {})}, indent=1) + "\n")
     return directory

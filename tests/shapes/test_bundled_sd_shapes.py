@@ -58,3 +58,30 @@ def test_generate_cli_runs_the_sd_path(tmp_path):
                  "--steps", "4"]) == 0
     assert (tmp_path / "00000.png").is_file()
     assert main(["generate", "a cat on a dog", "--model", "sd-shapes", "--out", str(tmp_path / "x")]) == 1  # skipped
+
+
+def test_layout_is_the_default_and_fixes_relations_text_gets_wrong(tmp_path):
+    """The bundled layout adapter + layout-shapes, through generate's default: relations the checker confirms, on
+    prompts and their swapped twins, where text-only conditioning is near chance."""
+    from PIL import Image
+
+    from scenegraph_diff.generation import GenerateConfig, generate
+    from scenegraph_diff.shapes import check
+    from scenegraph_diff.shapes.evaluation import held_out_graphs, swap_twins
+
+    assert json.loads((FOLDER / "scenegraph_diff.json").read_text())["layout_model"] == "layout-shapes"
+    graphs = [g for g in held_out_graphs(42, seed=4242) if len(g.relations) == 1][:6]
+    graphs += [t for _, t in swap_twins(graphs)]
+
+    def relations_right(conditioning: str | None) -> int:
+        out = tmp_path / str(conditioning)
+        summary = generate(GenerateConfig(prompts=tuple(g.text for g in graphs), out=str(out), model="sd-shapes",
+                                          conditioning=conditioning))
+        drawn = [json.loads(line) for line in (out / "graphs.jsonl").read_text().splitlines()]
+        if conditioning is None:
+            assert all("box" in o for d in drawn for o in d["objects"])  # the layout model's boxes, written out
+        images = [np.asarray(Image.open(f), dtype=np.float32) / 255.0 for f in summary["images"]]
+        return sum(all(check(im, g).relations) for im, g in zip(images, graphs))
+
+    layout, text = relations_right(None), relations_right("text")
+    assert layout >= 9 and layout >= text + 3, (layout, text)
