@@ -105,6 +105,16 @@ def table(results: list[dict[str, Any]], meta: str) -> str:
     return head + body + meta
 
 
+def curve_table(rows: list[dict[str, Any]], step_label: str, minutes_label: str, minutes_key: str) -> str:
+    """Markdown table of a checkpoint curve: step, minutes (``?`` when unknown) and the checker's accuracies."""
+    head = (f"| {step_label} | {minutes_label} | object | relation | graph | swap | pair |\n"
+            "|---|---|---|---|---|---|---|\n")
+    return head + "".join(
+        f"| {r['step']} | {r[minutes_key] if r[minutes_key] is not None else '?'} | "
+        f"{100 * r['object_accuracy']:.1f} % | {100 * r['relation_accuracy']:.1f} % | {100 * r['graph_accuracy']:.1f} % | "
+        f"{100 * r['swap_accuracy']:.1f} % | {100 * r['pair_accuracy']:.1f} % |\n" for r in rows)
+
+
 def run_curve(args: argparse.Namespace, graphs: list[SceneGraph]) -> int:
     from scenegraph_diff.shapes.sd_shapes import pipeline_from_checkpoint
 
@@ -124,17 +134,13 @@ def run_curve(args: argparse.Namespace, graphs: list[SceneGraph]) -> int:
                **scores.as_dict()}
         rows.append(row)
         print(json.dumps(row), file=sys.stderr, flush=True)
-    head = "| UNet step | minutes (UNet stage) | object | relation | graph | swap | pair |\n|---|---|---|---|---|---|---|\n"
-    body = "".join(
-        f"| {r['step']} | {r['unet_minutes'] if r['unet_minutes'] is not None else '?'} | "
-        f"{100 * r['object_accuracy']:.1f} % | {100 * r['relation_accuracy']:.1f} % | {100 * r['graph_accuracy']:.1f} % | "
-        f"{100 * r['swap_accuracy']:.1f} % | {100 * r['pair_accuracy']:.1f} % |\n" for r in rows)
+    body = curve_table(rows, "UNet step", "minutes (UNet stage)", "unet_minutes")
     meta = (f"\n{len(graphs)} held-out graphs + swapped twins per checkpoint (EMA weights), {args.steps} steps, "
             f"guidance {args.guidance}; VAE stage {vae_minutes:.1f} min before the UNet stage; load average "
             f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs.\n")
     out = Path(args.out)
-    write_results(out / "sd_shapes_curve", {"rows": rows, "num_graphs": len(graphs)}, head + body + meta)
-    print(head + body + meta)
+    write_results(out / "sd_shapes_curve", {"rows": rows, "num_graphs": len(graphs)}, body + meta)
+    print(body + meta)
     _plot_curve(rows, out / "sd_shapes_curve.png")
     return 0
 
@@ -158,15 +164,12 @@ def run_adapter_curve(args: argparse.Namespace, graphs: list[SceneGraph]) -> int
         rows.append({"checkpoint": ck.name, "step": int(state["step"]),
                      "unet_minutes": round(state.get("train_seconds", 0.0) / 60, 1), **scores.as_dict()})
         print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
-    head = "| adapter step | minutes | object | relation | graph | swap | pair |\n|---|---|---|---|---|---|---|\n"
-    body = "".join(f"| {r['step']} | {r['unet_minutes']} | {100 * r['object_accuracy']:.1f} % | "
-                   f"{100 * r['relation_accuracy']:.1f} % | {100 * r['graph_accuracy']:.1f} % | "
-                   f"{100 * r['swap_accuracy']:.1f} % | {100 * r['pair_accuracy']:.1f} % |\n" for r in rows)
+    body = curve_table(rows, "adapter step", "minutes", "unet_minutes")
     meta = (f"\n{run.name}: {len(graphs)} held-out graphs + swapped twins per checkpoint, graph scale "
             f"{args.graph_scale}, {args.steps} steps, guidance {args.guidance}; load average {os.getloadavg()[0]:.1f}.\n")
     out = Path(args.out)
-    write_results(out / f"adapter_curve_{run.name}", {"rows": rows, "num_graphs": len(graphs)}, head + body + meta)
-    print(head + body + meta)
+    write_results(out / f"adapter_curve_{run.name}", {"rows": rows, "num_graphs": len(graphs)}, body + meta)
+    print(body + meta)
     return 0
 
 
@@ -234,34 +237,32 @@ def run_grounding_curve(args: argparse.Namespace, graphs: list[SceneGraph]) -> i
         rows.append({"checkpoint": ck.name, "step": int(state["step"]),
                      "minutes": round(state.get("train_seconds", 0.0) / 60, 1), **scores.as_dict()})
         print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
-    head = "| grounding step | minutes | object | relation | graph | swap | pair |\n|---|---|---|---|---|---|---|\n"
-    body = "".join(f"| {r['step']} | {r['minutes']} | {100 * r['object_accuracy']:.1f} % | "
-                   f"{100 * r['relation_accuracy']:.1f} % | {100 * r['graph_accuracy']:.1f} % | "
-                   f"{100 * r['swap_accuracy']:.1f} % | {100 * r['pair_accuracy']:.1f} % |\n" for r in rows)
+    body = curve_table(rows, "grounding step", "minutes", "minutes")
     meta = (f"\n{run.name}: {len(graphs)} held-out graphs + swapped twins per checkpoint (EMA layers), oracle layouts "
             f"(the held-out scenes' own boxes; the twins' sampled by the world's rules), prompt = caption, "
             f"{args.steps} steps, guidance {args.guidance}; step 0 = the base UNet, no grounding; load average "
             f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs.\n")
     out = Path(args.out)
-    write_results(out / "grounding_curve", {"rows": rows, "num_graphs": len(graphs)}, head + body + meta)
-    print(head + body + meta)
-    _plot_curve([{**r, "unet_minutes": r["minutes"]} for r in rows], out / "grounding_curve.png",
-                xlabel="grounding training minutes (base UNet frozen)")
+    write_results(out / "grounding_curve", {"rows": rows, "num_graphs": len(graphs)}, body + meta)
+    print(body + meta)
+    _plot_curve(rows, out / "grounding_curve.png", xlabel="grounding training minutes (base UNet frozen)",
+                minutes_key="minutes")
     return 0
 
 
-def _plot_curve(rows: list[dict[str, Any]], path: Path, xlabel: str | None = None) -> None:
+def _plot_curve(rows: list[dict[str, Any]], path: Path, xlabel: str | None = None,
+                minutes_key: str = "unet_minutes") -> None:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(5, 3.2))
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
-    x = [r["unet_minutes"] if r["unet_minutes"] is not None else r["step"] for r in rows]
+    x = [r[minutes_key] if r[minutes_key] is not None else r["step"] for r in rows]
     for key, label in (("object_accuracy", "object"), ("relation_accuracy", "relation"),
                        ("swap_accuracy", "swap"), ("graph_accuracy", "graph")):
         ax.plot(x, [100 * r[key] for r in rows], marker="o", label=label)
-    ax.set_xlabel(xlabel or ("training minutes (UNet stage)" if rows and rows[0]["unet_minutes"] is not None
+    ax.set_xlabel(xlabel or ("training minutes (UNet stage)" if rows and rows[0][minutes_key] is not None
                              else "UNet step"))
     ax.set_ylabel("checker accuracy (%)")
     ax.set_ylim(0, 100)

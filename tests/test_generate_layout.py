@@ -41,20 +41,12 @@ def gligen_folder(tmp_path_factory):
 @pytest.fixture(scope="module")
 def adapter_folder(tmp_path_factory):
     """A plain SD folder (SD's block order) with a layout adapter (trained-like weights) in layout_adapter/."""
-    from diffusers import UNet2DConditionModel
-
     from scenegraph_diff.conditioning.layout_adapter import make_layout_adapter, save_layout_adapter
     from scenegraph_diff.pipelines import SceneGraphPipeline
     from scenegraph_diff.pipelines.testing import tiny_sd_components
 
     folder = tmp_path_factory.mktemp("adapter") / "pipe"
-    parts = tiny_sd_components()
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        parts["unet"] = UNet2DConditionModel(
-            sample_size=32, in_channels=4, out_channels=4, layers_per_block=1, block_out_channels=(16, 32),
-            down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
-            cross_attention_dim=32, attention_head_dim=4, norm_num_groups=8).eval()
+    parts = tiny_sd_components(sd_block_order=True)
     SceneGraphPipeline(**parts).save_pretrained(folder)
     adapter = make_layout_adapter(parts["unet"], in_channels=32, downscale_factor=2)
     _open(adapter, lambda name: True)

@@ -43,7 +43,7 @@ from ..conditioning.layout_adapter import LAYOUT_ADAPTER_FOLDER, LayoutResiduals
 from ..graph.scene_graph import SceneGraph
 from ..nn.encoders import SceneGraphEncoder
 from ..weights import align_weights_
-from .callbacks import GraphCutoffCallback, GroundingCutoffCallback, chain_callbacks
+from .callbacks import GraphCutoffCallback, chain_callbacks
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..diffusion.scene_graph_refiner import SceneGraphRefiner
@@ -166,11 +166,21 @@ class GraphPipelineMixin:
             raise TypeError(f"layout_model is a {type(layout_model).__name__} without a sample() method; expected a "
                             "layout model (scenegraph_diff.layout.load_layout_model)")
         self.layout_model = layout_model
+        self.set_layout_adapter(layout_adapter)
+
+    def set_layout_adapter(self, layout_adapter: Any) -> None:
+        """Use ``layout_adapter`` (a :class:`~diffusers.T2IAdapter` with one level per UNet down block, or ``None``)
+        for box grounding.
+
+        Raises:
+            ValueError: its levels do not match the UNet's ``block_out_channels``.
+        """
         if layout_adapter is not None:
             channels = list(getattr(layout_adapter.config, "channels", []))
-            if channels != list(unet.config.block_out_channels):
+            expected = list(self.unet.config.block_out_channels)  # type: ignore[attr-defined]
+            if channels != expected:
                 raise ValueError(f"layout_adapter has levels {channels}, but the UNet's block_out_channels are "
-                                 f"{list(unet.config.block_out_channels)}")
+                                 f"{expected}")
         self.layout_adapter = layout_adapter
 
     @classmethod
@@ -201,8 +211,7 @@ class GraphPipelineMixin:
         if adapter.is_dir() and kwargs.get("layout_adapter") is None \
                 and "layout_adapter" in inspect.signature(cls.__init__).parameters:
             loaded = load_layout_adapter(adapter, dtype=pipe.unet.dtype).to(pipe.unet.device)
-            pipe.register_graph_modules(pipe.graph_encoder, pipe.graph_conditioner, pipe.graph_refiner,
-                                        pipe.layout_model, align_weights_(loaded))
+            pipe.set_layout_adapter(align_weights_(loaded))
         return align_weights_(pipe)
 
     @classmethod

@@ -58,7 +58,7 @@ def tiny_clip_tokenizer(words: Iterable[str] = TINY_WORDS, model_max_length: int
 
 
 def tiny_sd_components(seed: int = 0, hidden_size: int = 32, model_max_length: int = 77,
-                       grounded: bool = False) -> dict[str, Any]:
+                       grounded: bool = False, sd_block_order: bool = False) -> dict[str, Any]:
     """Random-weight SD components, deterministic in ``seed`` (the global RNG is left untouched).
 
     Args:
@@ -67,6 +67,9 @@ def tiny_sd_components(seed: int = 0, hidden_size: int = 32, model_max_length: i
         model_max_length: tokenizer / text-encoder sequence length.
         grounded: build the UNet with GLIGEN's box-grounding layers (``attention_type="gated"``, as a GLIGEN
             checkpoint has them; their gates start at zero).
+        sd_block_order: SD's block order (cross-attention down blocks first, the plain block last), which a
+            T2I-Adapter (e.g. :func:`~scenegraph_diff.conditioning.layout_adapter.make_layout_adapter`) needs; the
+            default puts the plain block first.
 
     Returns:
         ``dict(unet, vae, text_encoder, tokenizer, scheduler, safety_checker=None, feature_extractor=None,
@@ -81,8 +84,10 @@ def tiny_sd_components(seed: int = 0, hidden_size: int = 32, model_max_length: i
         torch.manual_seed(seed)
         unet = UNet2DConditionModel(
             sample_size=32, in_channels=4, out_channels=4, layers_per_block=1, block_out_channels=(16, 32),
-            down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-            up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+            down_block_types=("CrossAttnDownBlock2D", "DownBlock2D") if sd_block_order
+            else ("DownBlock2D", "CrossAttnDownBlock2D"),
+            up_block_types=("UpBlock2D", "CrossAttnUpBlock2D") if sd_block_order
+            else ("CrossAttnUpBlock2D", "UpBlock2D"),
             cross_attention_dim=hidden_size, attention_head_dim=4, norm_num_groups=8,
             attention_type="gated" if grounded else "default",
         )

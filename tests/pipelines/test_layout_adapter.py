@@ -26,16 +26,7 @@ def _graph(a_box=LEFT, b_box=RIGHT) -> SceneGraph:
 
 def _parts() -> dict:
     """tiny_sd_components with SD's block order (cross-attention blocks first), which a T2I-Adapter fits."""
-    from diffusers import UNet2DConditionModel
-
-    parts = tiny_sd_components()
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        parts["unet"] = UNet2DConditionModel(
-            sample_size=32, in_channels=4, out_channels=4, layers_per_block=1, block_out_channels=(16, 32),
-            down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
-            cross_attention_dim=32, attention_head_dim=4, norm_num_groups=8).eval()
-    return parts
+    return tiny_sd_components(sd_block_order=True)
 
 
 def _adapter(unet, trained: bool = True):
