@@ -19,9 +19,12 @@ The Diffusion Classifier (:func:`scenegraph_diff.evaluation.relation_scores`) is
 on a balanced set: ``rendered`` — each graph's rendered image (the relation holds) and its twin's rendered image
 (it does not), both judged against the graph; ``generated`` — the ``plain`` images and their twins' images judged
 against their graphs, subsampled so that checker-true and checker-false relations are equally many. The adapter's
-classifier uses its graph conditioning; the base's, text.
+classifier uses its graph conditioning; the base's, text. With ``--layout``, the model grounded in layouts (its layout
+adapter and layout model, ``generate --conditioning layout``) adds a ``layout`` row (plain sampling) and the
+layout-grounded classifier: each candidate scored in layouts of its own graph, a reversed relation in the same
+layouts with its two objects' boxes exchanged (:func:`scenegraph_diff.evaluation.diffusion_classifier.candidate_grounding`).
 
-    python benchmarks/inference_time.py --model sd-shapes --out benchmarks/results/inference_time
+    python benchmarks/inference_time.py --model sd-shapes --layout --out benchmarks/results/inference_time_sd_shapes
     python benchmarks/inference_time.py --model runs/ck3000 --quick    # smoke run
 """
 
@@ -123,8 +126,20 @@ def timed(generate: Generate, clock: list[float]) -> Generate:
     return run
 
 
+def laid_out_generator(pipe: Any, seed: int, **call: Any) -> Generate:
+    """``plain`` for a grounded pipeline: every graph gets one layout from the pipeline's layout model, seeded by
+    its caption (as ``generate`` does), then the grounded call."""
+    plain = pipeline_generator(pipe, seed, with_graphs=True, grounding=True, **call)
+
+    def generate(graphs: list[SceneGraph]) -> list[Any]:
+        laid = [pipe.layout_model.sample([g], generator=torch.Generator().manual_seed(prompt_seed(g.text or "", seed + 1)),
+                                         resample=True)[0][0] for g in graphs]  # the world's own boxes are not used
+        return plain(laid)
+    return generate
+
+
 def dc_agreement(pipe: Any, graphs: list[SceneGraph], images: list[Any], twin_images: list[Any], graph_scale: float,
-                 samples: int, seed: int) -> dict[str, Any]:
+                 samples: int, seed: int, dc_kwargs: dict | None = None) -> dict[str, Any]:
     """The Diffusion Classifier against the checker on the balanced ``rendered`` and ``generated`` sets."""
     from scenegraph_diff.evaluation.diffusion_classifier import relation_scores
     from scenegraph_diff.shapes import check
@@ -141,7 +156,7 @@ def dc_agreement(pipe: Any, graphs: list[SceneGraph], images: list[Any], twin_im
     for name, ims, gs in (("rendered", rendered, judged), ("generated", generated, judged_gen)):
         t0 = time.perf_counter()
         scores = relation_scores(pipe, ims, gs, num_samples=samples, graph_scale=graph_scale,
-                                 generator=torch.Generator().manual_seed(seed))
+                                 generator=torch.Generator().manual_seed(seed), **(dc_kwargs or {}))
         seconds = time.perf_counter() - t0
         truth, said = [], []
         for im, g, s in zip(ims, gs, scores):
@@ -159,10 +174,21 @@ def dc_agreement(pipe: Any, graphs: list[SceneGraph], images: list[Any], twin_im
 
 
 def run_model(name: str, pipe: Any, graph_scale: float, graphs: list[SceneGraph], call: dict, args: argparse.Namespace,
-              fk_ks: list[int], intervals: list[int]) -> dict[str, Any]:
+              fk_ks: list[int], intervals: list[int], grounding_scale: float | None = None) -> dict[str, Any]:
+    """Every method on ``pipe`` (text / graph), or — with ``grounding_scale`` — ``plain`` grounded in one layout per
+    graph from the pipeline's layout model; then the Diffusion Classifier, grounded in layouts for a grounded model
+    (``--dc-layout-samples`` pairs, ``--dc-layouts`` layouts per candidate)."""
     rows: dict[str, Any] = {}
     kept: dict[str, Any] = {}
-    for method, generate in methods(pipe, call, graph_scale, args.seed, fk_ks, intervals, args.fk_reward).items():
+    if grounding_scale is None:  # the held-out graphs carry the world's boxes: never ground in them
+        todo = methods(pipe, {**call, "grounding": False}, graph_scale, args.seed, fk_ks, intervals, args.fk_reward)
+        samples, dc_kwargs = args.dc_samples, {"grounding": False}
+    else:
+        todo = {"plain": laid_out_generator(pipe, args.seed, graph_scale=graph_scale, grounding_scale=grounding_scale,
+                                            **call)}
+        samples = args.dc_layout_samples
+        dc_kwargs = {"grounding": True, "grounding_scale": grounding_scale, "num_layouts": args.dc_layouts}
+    for method, generate in todo.items():
         clock = [0.0]
         scores, images, twin_images = evaluate_generator(timed(generate, clock), graphs, batch_size=args.batch_size)
         n = scores.num_graphs + scores.num_twins
@@ -174,8 +200,9 @@ def run_model(name: str, pipe: Any, graph_scale: float, graphs: list[SceneGraph]
     base = rows["plain"]["seconds_per_image"]
     for r in rows.values():
         r["time_ratio"] = r["seconds_per_image"] / base
-    dc = dc_agreement(pipe, graphs, kept["images"], kept["twin_images"], graph_scale, args.dc_samples, args.seed)
-    return {"graph_scale": graph_scale, "methods": rows, "diffusion_classifier": dc}
+    dc = dc_agreement(pipe, graphs, kept["images"], kept["twin_images"], graph_scale, samples, args.seed, dc_kwargs)
+    return {"graph_scale": graph_scale, "grounding_scale": grounding_scale, "methods": rows,
+            "diffusion_classifier": {k: {**v, "samples": samples, **dc_kwargs} for k, v in dc.items()}}
 
 
 def table(result: dict[str, Any]) -> str:
@@ -185,11 +212,14 @@ def table(result: dict[str, Any]) -> str:
         for method, m in r["methods"].items():
             lines.append(f"| {model} | {method} | {m['relation_accuracy']:.3f} | {m['swap_accuracy']:.3f} | "
                          f"{m['object_accuracy']:.3f} | {m['seconds_per_image'] * 1000:.1f} | {m['time_ratio']:.2f} |")
-    lines += ["", "| model | DC set | agreement (balanced) | relations | ms / image |", "|---|---|---|---|---|"]
+    lines += ["", "| model | DC set | conditioning | (t, noise) pairs | agreement (balanced) | relations | ms / image |",
+              "|---|---|---|---|---|---|---|"]
     for model, r in result["models"].items():
         for name, d in r["diffusion_classifier"].items():
-            lines.append(f"| {model} | {name} | {d['agreement_balanced']:.3f} | {d['relations']} | "
-                         f"{d['seconds_per_image'] * 1000:.1f} |")
+            how = (f"layout ({d['num_layouts']} layouts, scale {d['grounding_scale']})" if d.get("grounding")
+                   else "graph" if r["graph_scale"] else "text")
+            lines.append(f"| {model} | {name} | {how} | {d.get('samples', '')} | {d['agreement_balanced']:.3f} | "
+                         f"{d['relations']} | {d['seconds_per_image'] * 1000:.1f} |")
     return "\n".join(lines)
 
 
@@ -201,6 +231,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=None, help="denoising steps (default: the model's)")
     p.add_argument("--guidance", type=float, default=None, help="guidance scale (default: the model's)")
     p.add_argument("--dc-samples", type=int, default=16, help="Diffusion-Classifier (t, noise) pairs")
+    p.add_argument("--layout", action="store_true",
+                   help="also the model grounded in layouts (its layout adapter + layout model): plain sampling and "
+                        "the layout-grounded Diffusion Classifier")
+    p.add_argument("--dc-layout-samples", type=int, default=64,
+                   help="(t, noise) pairs of the layout-grounded Diffusion Classifier (default 64)")
+    p.add_argument("--dc-layouts", type=int, default=8, help="layouts per candidate, grounded classifier (default 8)")
     p.add_argument("--batch-size", type=int, default=32, help="graphs per generation call")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--fk-reward", default="checker", choices=["checker", "dc"],
@@ -233,6 +269,15 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"--adapter {args.adapter}: no trained graph adapter in the folder")
         scale = float(settings_of(args.adapter).get("graph_scale", 0.6))
         result["models"]["graph"] = run_model("graph", pipe, scale, graphs, call, args, fk_ks, intervals)
+    if args.layout:
+        from scenegraph_diff.layout import load_layout_model
+
+        pipe = load(args.model)
+        if not pipe.is_grounded or not settings.get("layout_model"):
+            raise SystemExit(f"--layout: {args.model} has no layout adapter / GLIGEN layers or names no layout model")
+        pipe.layout_model = load_layout_model(str(settings["layout_model"]))
+        result["models"]["layout"] = run_model("layout", pipe, 0.0, graphs, call, args, fk_ks, intervals,
+                                               grounding_scale=float(settings.get("grounding_scale", 1.0)))
     text = table(result)
     print(text)
     write_results(args.out, result, text)

@@ -436,10 +436,18 @@ def _add_score(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--graphs", required=True, metavar="FILE", help="SceneGraph JSONL, one graph per image")
     p.add_argument("--model", default="sd-shapes", help="bundled model name, Stable Diffusion folder or hub id "
                                                          "(default sd-shapes)")
-    p.add_argument("--conditioning", default=None, choices=["text", "graph"],
-                   help="text, or graph (the folder's trained graph adapter); default graph when it has one")
+    p.add_argument("--conditioning", default=None, choices=["text", "graph", "layout", "graph+layout"],
+                   help="text; graph (the folder's trained graph adapter); layout (each candidate grounded in boxes "
+                        "from the layout model, a relation's reversal in the same boxes with its two objects "
+                        "exchanged); graph+layout. Default: as generate's (layout for the bundled sd-shapes)")
     p.add_argument("--graph-scale", type=float, default=None, help="graph offset strength (default: the model's, 0.6)")
-    p.add_argument("--samples", type=int, default=16, help="(timestep, noise) pairs per candidate (default 16)")
+    p.add_argument("--layout-model", default=None, metavar="NAME|DIR",
+                   help="layout model for layout conditioning (default: the model's, e.g. layout-shapes)")
+    p.add_argument("--grounding-scale", type=float, default=None,
+                   help="layout adapter strength (default: the model's grounding_scale, else 1)")
+    p.add_argument("--layouts", type=int, default=8, help="layouts per candidate, layout conditioning (default 8)")
+    p.add_argument("--samples", type=int, default=None,
+                   help="(timestep, noise) pairs per candidate (default 16; 64 with layout conditioning)")
     p.add_argument("--predicates", default=None, metavar="P1,P2,...",
                    help="also compete each relation against these predicates (e.g. 'left of,right of,above,below'); "
                         "default: only its reversal")
@@ -452,11 +460,13 @@ def _add_score(sub: argparse._SubParsersAction) -> None:
 def _run_score(args: argparse.Namespace) -> int:
     from .generation import image_name, model_settings
 
-    for name in ("samples", "batch_size", "threads"):
-        if getattr(args, name) < 1:
+    for name in ("samples", "batch_size", "threads", "layouts"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
             raise CLIError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if args.graph_scale is not None and not args.graph_scale >= 0:
         raise CLIError(f"--graph-scale must be >= 0, got {args.graph_scale}")
+    if args.grounding_scale is not None and not args.grounding_scale >= 0:
+        raise CLIError(f"--grounding-scale must be >= 0, got {args.grounding_scale}")
     predicates = tuple(p.strip() for p in args.predicates.split(",")) if args.predicates is not None else ()
     if any(not p for p in predicates):
         raise CLIError(f"--predicates {args.predicates!r}: an empty predicate")
@@ -499,11 +509,30 @@ def _run_score(args: argparse.Namespace) -> int:
         raise CLIError(f"model {args.model!r}: cannot load a Stable Diffusion pipeline: {_one_line(e)[:300]}") from None
     pipe.set_progress_bar_config(disable=True)
     adapter = has_graph_adapter(pipe)
-    conditioning = args.conditioning or ("graph" if adapter else "text")
-    if conditioning == "graph" and not adapter:
-        raise CLIError(f"model {args.model!r} has no trained graph adapter: use --conditioning text")
-    scale = 0.0 if conditioning == "text" else (args.graph_scale if args.graph_scale is not None
-                                                 else float(settings.get("graph_scale", 0.6)))
+    layout_name = args.layout_model or settings.get("layout_model")
+    groundable = pipe.is_grounded and layout_name is not None
+    conditioning = args.conditioning or ("graph+layout" if adapter and groundable else "layout" if groundable
+                                         else "graph" if adapter else "text")
+    if "graph" in conditioning and not adapter:
+        raise CLIError(f"model {args.model!r} has no trained graph adapter: use --conditioning text or layout")
+    grounding = "layout" in conditioning
+    if grounding and not pipe.is_grounded:
+        raise CLIError(f"model {args.model!r} has no box grounding (a layout_adapter/ or grounding/ folder): use "
+                       "--conditioning text or graph")
+    if grounding and layout_name is None:
+        raise CLIError(f"model {args.model!r} names no layout model: pass --layout-model NAME|DIR")
+    if grounding:
+        from .layout import load_layout_model
+
+        try:
+            pipe.layout_model = load_layout_model(str(layout_name))
+        except (OSError, ValueError) as e:
+            raise CLIError(f"layout model {layout_name!r}: {_one_line(e)[:300]}") from None
+    scale = 0.0 if "graph" not in conditioning else (args.graph_scale if args.graph_scale is not None
+                                                     else float(settings.get("graph_scale", 0.6)))
+    grounding_scale = (args.grounding_scale if args.grounding_scale is not None
+                       else float(settings.get("grounding_scale", 1.0)))
+    samples = args.samples if args.samples is not None else (64 if grounding else 16)
     from tqdm.auto import tqdm
 
     for start in tqdm(range(0, len(graphs), args.batch_size), desc="score", file=sys.stderr,
@@ -516,9 +545,10 @@ def _run_score(args: argparse.Namespace) -> int:
                     images.append(np.asarray(im.convert("RGB")))
             except OSError as e:
                 raise CLIError(f"{path}: not a readable image ({_one_line(e)[:200]})") from None
-        scores = relation_scores(pipe, images, graphs[start:start + len(chunk)], num_samples=args.samples,
+        scores = relation_scores(pipe, images, graphs[start:start + len(chunk)], num_samples=samples,
                                  generator=torch.Generator().manual_seed(args.seed), graph_scale=scale,
-                                 predicates=predicates)
+                                 predicates=predicates, grounding=grounding, grounding_scale=grounding_scale,
+                                 num_layouts=args.layouts, layout_seed=args.seed)
         for path, verdicts in zip(chunk, scores):
             print(json.dumps({"image": path.name, "relations": [v.as_dict() for v in verdicts]}), flush=True)
     return 0

@@ -17,11 +17,16 @@ others); the relation *holds* when the graph's error is the smallest, and its ma
 
 (positive: holds). The conditioning is the pipeline's (:func:`~.conditioning.graph_prompt_embeds`): text for a
 plain Stable Diffusion pipeline, graph-conditioned for a :class:`~scenegraph_diff.pipelines.SceneGraphPipeline`
-with a trained adapter and ``graph_scale > 0``.
+with a trained adapter and ``graph_scale > 0``, and *layout*-conditioned for a grounded graph pipeline (a layout
+adapter or GLIGEN layers, and a ``layout_model``): every candidate graph gets its own boxes from the layout model
+(the same layout noise for every candidate of an image, so that layouts differ only through the relation), and the
+candidate is scored with the UNet grounded in them. A bag-of-words text encoder cannot tell ``A r B`` from
+``B r A``; boxes can.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 from typing import Any, Sequence
@@ -34,7 +39,8 @@ from torch import Tensor
 from ..graph.scene_graph import Relation, SceneGraph, SceneObject
 from .conditioning import graph_prompt_embeds, graph_text
 
-__all__ = ["RelationVerdict", "relation_candidates", "images_to_latents", "denoising_errors", "relation_scores",
+__all__ = ["RelationVerdict", "Grounding", "relation_candidates", "images_to_latents", "denoising_errors",
+           "candidate_grounding", "relation_scores",
            "DEFAULT_NUM_SAMPLES"]
 
 logger = logging.getLogger(__name__)
@@ -144,9 +150,24 @@ def _timesteps_and_noise(pipe: Any, num_samples: int, latent_shape: Sequence[int
     return t, noise
 
 
+@dataclass
+class Grounding:
+    """Per-candidate box grounding of :func:`denoising_errors`, ``M`` layouts per candidate.
+
+    Sample ``j`` of candidate ``k`` of image ``n`` is grounded in layout ``m = j mod M``: row ``k * M + m`` of
+    ``residuals[n][b]`` (layout-adapter residuals of down block ``b``, ``[K_n * M, C_b, h_b, w_b]``, already scaled)
+    and of ``gligen[n]`` (GLIGEN inputs ``{"boxes": [K_n * M, N, 4], "positive_embeddings": [K_n * M, N, D],
+    "masks": [K_n * M, N]}``). Either may be ``None``.
+    """
+
+    num_layouts: int = 1
+    residuals: Sequence[Sequence[Tensor]] | None = None
+    gligen: Sequence[dict[str, Tensor]] | None = None
+
+
 @torch.no_grad()
 def denoising_errors(pipe: Any, latents: Tensor, embeds: Sequence[Tensor], timesteps: Tensor, noise: Tensor,
-                     batch_size: int = 64) -> list[Tensor]:
+                     batch_size: int = 64, grounding: Grounding | None = None) -> list[Tensor]:
     r"""Denoising errors of each latent under each of its candidate conditionings, on shared ``(t, noise)`` pairs.
 
     Args:
@@ -155,6 +176,8 @@ def denoising_errors(pipe: Any, latents: Tensor, embeds: Sequence[Tensor], times
         timesteps: ``[T]`` training timesteps.
         noise: ``[T, C, h, w]``, the :math:`\epsilon_j` paired with ``timesteps``.
         batch_size: UNet rows per forward pass.
+        grounding: optional per-candidate boxes (layout-adapter residuals and/or GLIGEN inputs), see
+            :class:`Grounding`.
 
     Returns:
         ``N`` tensors ``[K_n, T]`` (float32, CPU): :math:`\lVert \text{target} - \text{UNet}(x_t, t, c) \rVert^2 /
@@ -171,6 +194,9 @@ def denoising_errors(pipe: Any, latents: Tensor, embeds: Sequence[Tensor], times
     if prediction not in ("epsilon", "v_prediction"):
         raise ValueError(f"the Diffusion Classifier needs an epsilon or v_prediction model, not {prediction!r}")
     device, dtype = latents.device, unet.dtype
+    num_layouts = grounding.num_layouts if grounding is not None else 1
+    if num_layouts < 1:
+        raise ValueError(f"num_layouts must be >= 1, got {num_layouts}")
     acp = scheduler.alphas_cumprod.to(device=device, dtype=torch.float32)[timesteps.to(device)]  # [T]
     a, s = acp.sqrt().view(-1, 1, 1, 1), (1.0 - acp).sqrt().view(-1, 1, 1, 1)
     eps = noise.to(device=device, dtype=torch.float32)
@@ -191,7 +217,20 @@ def denoising_errors(pipe: Any, latents: Tensor, embeds: Sequence[Tensor], times
             x_t = aa * z0 + ss * e
             target = e if prediction == "epsilon" else aa * e - ss * z0
             ehs = torch.stack([embeds[n][k] for n, k, _ in chunk]).to(device=device, dtype=dtype)  # [b, L, D]
-            out = unet(x_t.to(dtype), timesteps.to(device)[j_idx], encoder_hidden_states=ehs, return_dict=False)[0]
+            extra: dict[str, Any] = {}
+            if grounding is not None:
+                at = [k * num_layouts + j % num_layouts for _, k, j in chunk]
+                if grounding.residuals is not None:
+                    blocks = len(grounding.residuals[chunk[0][0]])
+                    extra["down_intrablock_additional_residuals"] = [
+                        torch.stack([grounding.residuals[n][b][a] for (n, _, _), a in zip(chunk, at)]).to(
+                            device=device, dtype=dtype) for b in range(blocks)]
+                if grounding.gligen is not None:
+                    extra["cross_attention_kwargs"] = {"gligen": {
+                        key: torch.stack([grounding.gligen[n][key][a] for (n, _, _), a in zip(chunk, at)]).to(
+                            device=device, dtype=dtype) for key in ("boxes", "positive_embeddings", "masks")}}
+            out = unet(x_t.to(dtype), timesteps.to(device)[j_idx], encoder_hidden_states=ehs, return_dict=False,
+                       **extra)[0]
             err = (out.float() - target).pow(2).flatten(1).mean(1).cpu()  # [b]
             for (n, k, j), v in zip(chunk, err.tolist()):
                 errors[n][k, j] = v
@@ -199,10 +238,80 @@ def denoising_errors(pipe: Any, latents: Tensor, embeds: Sequence[Tensor], times
 
 
 @torch.no_grad()
+def candidate_grounding(pipe: Any, candidates: Sequence[Sequence[SceneGraph]], num_layouts: int = 8,
+                        grounding_scale: float = 1.0, layout_seed: int = 0) -> Grounding:
+    """Boxes for every candidate graph of every image, from the pipeline's ``layout_model``, as UNet inputs.
+
+    The first candidate of an image (its own graph) gets ``num_layouts`` layouts drawn with a generator seeded with
+    ``layout_seed``. A candidate that reverses one relation ``A r B`` of it gets the *same* layouts with the boxes
+    of ``A`` and ``B`` exchanged (paired layouts: the two candidates then differ only in which object stands where,
+    not in how well a random layout happens to fit the image — measured on sd-shapes, this pairing is what makes the
+    verdicts informative); any other candidate gets its own layouts from the same seed. Boxes already on a
+    candidate are resampled (a candidate is judged by the layout its relations imply).
+
+    Args:
+        pipe: a grounded graph pipeline (``layout_model``, and a ``layout_adapter`` and/or GLIGEN layers).
+        candidates: per image ``n``, its ``K_n`` candidate graphs, its own graph first.
+        num_layouts: ``M`` layouts per candidate.
+        grounding_scale: multiplies the layout adapter's residuals.
+        layout_seed: seed of the layout noise.
+
+    Returns:
+        a :class:`Grounding` with rows ``k * M + m``.
+    """
+    from ..conditioning.grounding import is_grounded
+
+    model = pipe.layout_model
+
+    def sample(graph: SceneGraph) -> list[SceneGraph]:
+        gen = torch.Generator().manual_seed(layout_seed)
+        return model.sample([graph], num_samples=num_layouts, generator=gen, resample=True)[0]
+
+    laid: list[list[SceneGraph]] = []
+    for cands in candidates:
+        own = sample(cands[0])
+        rows = list(own)
+        for c in cands[1:]:
+            pair = _reversed_pair(cands[0], c)
+            if pair is not None:
+                rows.extend(_exchange_boxes(g, c, *pair) for g in own)
+            else:
+                rows.extend(sample(c))
+        laid.append(rows)
+    residuals = None
+    if getattr(pipe, "layout_adapter", None) is not None:
+        residuals = [[grounding_scale * r for r in pipe.layout_residuals(rows)] for rows in laid]
+    gligen = [pipe.grounding_kwargs(rows, 1, False) for rows in laid] if is_grounded(pipe.unet) else None
+    return Grounding(num_layouts=num_layouts, residuals=residuals, gligen=gligen)
+
+
+def _reversed_pair(graph: SceneGraph, candidate: SceneGraph) -> tuple[int, int] | None:
+    """``(A, B)`` when ``candidate`` is ``graph`` with exactly one relation ``A r B`` turned into ``B r A`` (same
+    objects), else ``None``."""
+    if len(graph.objects) != len(candidate.objects) or len(graph.relations) != len(candidate.relations):
+        return None
+    diff = [(r, c) for r, c in zip(graph.relations, candidate.relations)
+            if (r.subject, r.predicate, r.object) != (c.subject, c.predicate, c.object)]
+    if len(diff) != 1:
+        return None
+    r, c = diff[0]
+    return (r.subject, r.object) if (c.subject, c.predicate, c.object) == (r.object, r.predicate, r.subject) else None
+
+
+def _exchange_boxes(laid_out: SceneGraph, candidate: SceneGraph, a: int, b: int) -> SceneGraph:
+    """``candidate`` with the boxes of ``laid_out`` (one per object), those of objects ``a`` and ``b`` exchanged."""
+    boxes = [o.box for o in laid_out.objects]
+    boxes[a], boxes[b] = boxes[b], boxes[a]
+    return dataclasses.replace(candidate, objects=tuple(dataclasses.replace(o, box=box)
+                                                        for o, box in zip(candidate.objects, boxes)))
+
+
+@torch.no_grad()
 def relation_scores(pipe: Any, images: Any, graphs: Sequence[SceneGraph], num_samples: int = DEFAULT_NUM_SAMPLES,
                     generator: torch.Generator | None = None, graph_scale: float = 0.0,
                     predicates: Sequence[str] = (), describe: bool = True,
-                    batch_size: int = 64) -> list[list[RelationVerdict]]:
+                    batch_size: int = 64, grounding: bool | None = None, grounding_scale: float = 1.0,
+                    num_layouts: int = 8, layout_seed: int = 0) -> list[list[RelationVerdict]]:
     """Diffusion-Classifier verdicts on every relation of every graph, for its image.
 
     Args:
@@ -217,6 +326,12 @@ def relation_scores(pipe: Any, images: Any, graphs: Sequence[SceneGraph], num_sa
             the relation; ``False`` uses its ``text`` when it has one. (Measured on an sd-shapes checkpoint: a
             caption against described candidates biases every verdict the same way, whatever the image.)
         batch_size: UNet rows per forward pass.
+        grounding: score every candidate grounded in its own layout (:func:`candidate_grounding`). ``None``
+            (default): when the pipeline is grounded (``is_grounded``) and has a ``layout_model``. ``True`` without
+            both is an error.
+        grounding_scale: strength of the layout adapter's residuals (the model's ``grounding_scale``).
+        num_layouts: ``M`` layouts per candidate; sample ``j`` is grounded in layout ``j mod M`` (no extra cost).
+        layout_seed: seed of the layout noise (the same for every candidate).
 
     Returns:
         per graph, one :class:`RelationVerdict` per relation, in order (empty for a graph without relations).
@@ -225,6 +340,15 @@ def relation_scores(pipe: Any, images: Any, graphs: Sequence[SceneGraph], num_sa
     graphs = list(graphs)
     if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
         raise ValueError(f"num_samples must be an integer >= 1, got {num_samples!r}")
+    grounded = bool(getattr(pipe, "is_grounded", False)) and getattr(pipe, "layout_model", None) is not None
+    if grounding and not grounded:
+        raise ValueError("grounding=True needs a grounded graph pipeline (a layout adapter or GLIGEN layers) with a "
+                         "layout_model")
+    grounding = grounded if grounding is None else grounding
+    if isinstance(num_layouts, bool) or not isinstance(num_layouts, int) or num_layouts < 1:
+        raise ValueError(f"num_layouts must be an integer >= 1, got {num_layouts!r}")
+    if not grounding_scale >= 0.0:
+        raise ValueError(f"grounding_scale must be >= 0, got {grounding_scale!r}")
     batch = _as_batch(images)
     if batch.size(0) != len(graphs):
         raise ValueError(f"{batch.size(0)} images but {len(graphs)} graphs")
@@ -252,7 +376,9 @@ def relation_scores(pipe: Any, images: Any, graphs: Sequence[SceneGraph], num_sa
     for cs in candidates:
         embeds.append(embeds_flat[at:at + len(cs)])
         at += len(cs)
-    errors = denoising_errors(pipe, latents, embeds, timesteps, noise, batch_size=batch_size)
+    boxes = (candidate_grounding(pipe, candidates, num_layouts, grounding_scale, layout_seed) if grounding
+             else None)
+    errors = denoising_errors(pipe, latents, embeds, timesteps, noise, batch_size=batch_size, grounding=boxes)
     for i, err, span in zip(todo, errors, spans):
         mean = err.mean(1)  # [K]
         e_g = float(mean[0])

@@ -102,3 +102,76 @@ def test_bad_input_names_the_value(pipe):
         relation_scores(pipe, [np.zeros((64, 64, 3))], [GRAPH], num_samples=0)
     with pytest.raises(ValueError, match=r"image 0: expected \[H, W, 3\], got shape \(64, 64\)"):
         relation_scores(pipe, [np.zeros((64, 64))], [GRAPH])
+
+
+# ---------------------------------------------------------------- layout-grounded scores
+SHAPES_GRAPH = SceneGraph.from_dict({"objects": [{"name": "circle", "attributes": ["red"]},
+                                                 {"name": "square", "attributes": ["blue"]},
+                                                 {"name": "triangle", "attributes": ["green"]}],
+                                     "relations": [{"subject": 0, "predicate": "left of", "object": 1},
+                                                   {"subject": 2, "predicate": "above", "object": 1}]})
+
+
+@pytest.fixture(scope="module")
+def grounded_pipe():
+    """A tiny SceneGraphPipeline with a (trained-like, random) layout adapter and the bundled layout-shapes."""
+    from scenegraph_diff.conditioning.layout_adapter import make_layout_adapter
+    from scenegraph_diff.layout import load_layout_model
+    from scenegraph_diff.pipelines import SceneGraphPipeline
+
+    parts = tiny_sd_components(sd_block_order=True)
+    adapter = make_layout_adapter(parts["unet"], in_channels=32, downscale_factor=2)
+    g = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for p in adapter.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * 0.05)
+    p = SceneGraphPipeline(**parts, layout_adapter=adapter, layout_model=load_layout_model("layout-shapes"))
+    p.set_progress_bar_config(disable=True)
+    return p
+
+
+def test_reversal_candidates_get_the_same_layouts_with_two_boxes_exchanged(grounded_pipe):
+    from scenegraph_diff.evaluation.diffusion_classifier import candidate_grounding
+
+    pipe = grounded_pipe
+    laid = []
+    pipe.layout_residuals, real = (lambda rows: laid.append(rows) or real(rows)), pipe.layout_residuals
+    try:
+        cands = [SHAPES_GRAPH] + relation_candidates(SHAPES_GRAPH, 0, predicates=["above"])
+        out = candidate_grounding(pipe, [cands], num_layouts=3, grounding_scale=2.0, layout_seed=5)
+    finally:
+        del pipe.layout_residuals
+    rows = laid[0]
+    assert len(rows) == 9 and out.num_layouts == 3 and out.gligen is None
+    own, rev, other = rows[:3], rows[3:6], rows[6:]
+    for o, r in zip(own, rev):  # the reversal of `0 left of 1`: the boxes of objects 0 and 1 exchanged
+        assert [x.box for x in r.objects] == [o.objects[1].box, o.objects[0].box, o.objects[2].box]
+        assert (r.relations[0].subject, r.relations[0].object) == (1, 0)
+    assert len({o.objects[0].box for o in own}) == 3  # three different layouts
+    assert [x.box for x in other[0].objects] != [x.box for x in own[0].objects]  # re-predicated: its own layout
+    assert out.residuals[0][0].shape[0] == 9
+    assert torch.allclose(out.residuals[0][0], 2.0 * real(rows)[0])
+
+
+def test_grounded_scores_use_the_boxes_and_are_reproducible(grounded_pipe):
+    rng = np.random.default_rng(1)
+    images = [rng.random((64, 64, 3)), rng.random((64, 64, 3))]
+    graphs = [SHAPES_GRAPH, relation_candidates(SHAPES_GRAPH, 0)[0]]
+    a = relation_scores(grounded_pipe, images, graphs, num_samples=4, num_layouts=2, grounding_scale=3.0)
+    b = relation_scores(grounded_pipe, images, graphs, num_samples=4, num_layouts=2, grounding_scale=3.0,
+                        batch_size=3)
+    plain = relation_scores(grounded_pipe, images, graphs, num_samples=4, grounding=False)
+    off = relation_scores(grounded_pipe, images, graphs, num_samples=4, num_layouts=2, grounding_scale=0.0)
+    margins = [v.margin for s in a for v in s]
+    assert margins == pytest.approx([v.margin for s in b for v in s], abs=1e-5)
+    assert margins != pytest.approx([v.margin for s in plain for v in s], abs=1e-4)  # the boxes matter
+    assert [v.margin for s in off for v in s] == pytest.approx([v.margin for s in plain for v in s], abs=1e-6)
+
+
+def test_grounding_needs_a_grounded_pipeline(pipe, grounded_pipe):
+    with pytest.raises(ValueError, match="grounding=True needs a grounded graph pipeline"):
+        relation_scores(pipe, [np.zeros((64, 64, 3))], [GRAPH], grounding=True)
+    with pytest.raises(ValueError, match="num_layouts must be an integer >= 1, got 0"):
+        relation_scores(grounded_pipe, [np.zeros((64, 64, 3))], [SHAPES_GRAPH], num_layouts=0)
+    with pytest.raises(ValueError, match="grounding_scale must be >= 0, got -1"):
+        relation_scores(grounded_pipe, [np.zeros((64, 64, 3))], [SHAPES_GRAPH], grounding_scale=-1.0)

@@ -58,6 +58,9 @@ def test_score_writes_one_line_per_image(model, tmp_path, capsys):
 @pytest.mark.parametrize("extra, message", [
     (["--samples", "0"], "--samples must be >= 1, got 0"),
     (["--conditioning", "graph"], "has no trained graph adapter"),
+    (["--conditioning", "layout"], "has no box grounding"),
+    (["--layouts", "0"], "--layouts must be >= 1, got 0"),
+    (["--grounding-scale", "-1"], "--grounding-scale must be >= 0, got -1.0"),
     (["--predicates", "above,,below"], "--predicates 'above,,below': an empty predicate"),
     (["--images-missing"], None),
 ])
@@ -74,6 +77,48 @@ def test_score_bad_input_is_one_line(model, tmp_path, capsys, extra, message):
                  *extra])
     err = capsys.readouterr().err
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+@pytest.fixture(scope="module")
+def grounded_model(tmp_path_factory):
+    """A tiny SD folder (SD's block order) with a random layout adapter that names layout-shapes as its layout model."""
+    import torch
+
+    from scenegraph_diff.conditioning.layout_adapter import make_layout_adapter, save_layout_adapter
+    from scenegraph_diff.pipelines import SceneGraphPipeline
+    from scenegraph_diff.pipelines.testing import tiny_sd_components
+
+    folder = tmp_path_factory.mktemp("tiny_adapter")
+    parts = tiny_sd_components(sd_block_order=True)
+    SceneGraphPipeline(**parts).save_pretrained(folder)
+    adapter = make_layout_adapter(parts["unet"], in_channels=32, downscale_factor=2)
+    g = torch.Generator().manual_seed(2)
+    with torch.no_grad():
+        for prm in adapter.parameters():
+            prm.copy_(torch.randn(prm.shape, generator=g) * 0.05)
+    save_layout_adapter(adapter, folder / "layout_adapter")
+    (folder / "scenegraph_diff.json").write_text(json.dumps({"layout_model": "layout-shapes", "grounding_scale": 2.0}))
+    return folder
+
+
+def test_score_with_layout_conditioning(grounded_model, tmp_path, capsys):
+    images = tmp_path / "images"
+    images.mkdir()
+    rng = np.random.default_rng(0)
+    graph = SceneGraph.from_dict({"objects": [{"name": "circle", "attributes": ["red"]},
+                                              {"name": "square", "attributes": ["blue"]}],
+                                  "relations": [{"subject": 0, "predicate": "left of", "object": 1}]})
+    Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(images / "00000.png")
+    write_jsonl(tmp_path / "graphs.jsonl", [graph])
+    argv = ["score", "--images", str(images), "--graphs", str(tmp_path / "graphs.jsonl"), "--model",
+            str(grounded_model), "--samples", "4", "--layouts", "2"]
+    runs = {}
+    for name, extra in (("default", []), ("layout", ["--conditioning", "layout"]),
+                        ("text", ["--conditioning", "text"])):
+        assert main(argv + extra) == 0, name
+        runs[name] = json.loads(capsys.readouterr().out)["relations"][0]["margin"]
+    assert runs["default"] == runs["layout"]  # the folder names a layout model: layout is its default
+    assert runs["layout"] != pytest.approx(runs["text"], abs=1e-5)
 
 
 def _generate(model, out, *flags, prompt="a cat on a mat"):
