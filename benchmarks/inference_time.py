@@ -234,6 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--layout", action="store_true",
                    help="also the model grounded in layouts (its layout adapter + layout model): plain sampling and "
                         "the layout-grounded Diffusion Classifier")
+    p.add_argument("--no-text", action="store_true", help="skip the text-only base's rows (e.g. with --layout)")
     p.add_argument("--dc-layout-samples", type=int, default=64,
                    help="(t, noise) pairs of the layout-grounded Diffusion Classifier (default 64)")
     p.add_argument("--dc-layouts", type=int, default=8, help="layouts per candidate, grounded classifier (default 8)")
@@ -260,7 +261,8 @@ def main(argv: list[str] | None = None) -> int:
                               "fk_reward": {"checker": "shapes checker on the decoded predicted x0",
                                             "dc": "Diffusion-Classifier verdicts on the decoded predicted x0"}[args.fk_reward],
                               "models": {}}
-    result["models"]["text"] = run_model("text", load(args.model), 0.0, graphs, call, args, fk_ks, intervals)
+    if not args.no_text:
+        result["models"]["text"] = run_model("text", load(args.model), 0.0, graphs, call, args, fk_ks, intervals)
     if args.adapter:
         pipe = load(args.adapter)
         from scenegraph_diff.evaluation.conditioning import has_graph_adapter

@@ -425,8 +425,9 @@ def _generate_sd(config: GenerateConfig, source: str | Path | None, graphs: Sequ
         except (OSError, ValueError) as e:
             raise RuntimeError(f"layout model {layout_name!r}: {' '.join(str(e).split())}") from None
         pipe.layout_model = layout
-        graphs = [pipe.layout_graphs([g], generator=torch.Generator().manual_seed(sd))[0]  # one layout per prompt
-                  for g, sd in zip(graphs, image_seeds(config.seed + 1, prompt_indices, 1))]
+        gens = [torch.Generator().manual_seed(sd) for sd in image_seeds(config.seed + 1, prompt_indices, 1)]
+        graphs = [g for at in range(0, len(graphs), 256)  # one layout per prompt, batched, each from its own seed
+                  for g in pipe.layout_graphs(graphs[at:at + 256], generator=gens[at:at + 256])]
     kwargs: dict = {"graph_scale": graph_scale, "grounding": grounding,
                     "guidance_scale": config.guidance_scale if config.guidance_scale is not None
                     else float(settings.get("guidance_scale", 7.5))}

@@ -21,7 +21,8 @@ from torch import Tensor
 
 from ..devices import randn
 
-__all__ = ["SDE", "VPSDE", "SubVPSDE", "VESDE", "symmetric_noise", "node_noise", "mask_adjacency", "mask_nodes"]
+__all__ = ["SDE", "VPSDE", "SubVPSDE", "VESDE", "symmetric_noise", "node_noise", "mask_adjacency", "mask_nodes",
+           "RowGenerators"]
 
 
 def mask_adjacency(A: Tensor, node_mask: Tensor) -> Tensor:
@@ -51,10 +52,48 @@ def symmetric_noise(node_mask: Tensor, generator: torch.Generator | None = None)
     return mask_adjacency(z + z.transpose(1, 2), node_mask)
 
 
-def node_noise(node_mask: Tensor, num_features: int, generator: torch.Generator | None = None) -> Tensor:
-    """Standard normal noise ``[B, N, F]`` with padded rows zeroed."""
+@dataclass(frozen=True)
+class RowGenerators:
+    """One generator per consecutive group of batch rows, for :func:`node_noise` (diffusers' list-of-generators
+    habit): group ``i`` is the next ``rows[i]`` rows and draws from ``generators[i]`` exactly what a batch of those
+    rows alone would draw, so a sample does not depend on what it is batched with.
+
+    Attributes:
+        generators: ``K`` generators.
+        rows: ``K`` positive row counts, summing to the batch size.
+    """
+
+    generators: tuple[torch.Generator, ...]
+    rows: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        if len(self.generators) != len(self.rows):
+            raise ValueError(f"{len(self.generators)} generators for {len(self.rows)} row groups")
+        if any(r < 1 for r in self.rows):
+            raise ValueError(f"row groups must be >= 1 row each, got {list(self.rows)}")
+
+
+def node_noise(node_mask: Tensor, num_features: int,
+               generator: torch.Generator | RowGenerators | None = None) -> Tensor:
+    """Standard normal noise ``[B, N, F]`` with padded rows zeroed.
+
+    With :class:`RowGenerators`, group ``i`` (``r`` rows, at most ``n`` real nodes among them) gets a
+    ``[r, n, F]`` draw from its own generator in its first ``n`` node slots.
+    """
     B, N = node_mask.shape
-    return mask_nodes(randn((B, N, num_features), generator, node_mask.device), node_mask)
+    if not isinstance(generator, RowGenerators):
+        return mask_nodes(randn((B, N, num_features), generator, node_mask.device), node_mask)
+    if sum(generator.rows) != B:
+        raise ValueError(f"RowGenerators cover {sum(generator.rows)} rows, the batch has {B}")
+    out = node_mask.new_zeros((B, N, num_features), dtype=torch.float32)
+    counts = node_mask.sum(1).tolist()
+    at = 0
+    for gen, r in zip(generator.generators, generator.rows):
+        n = int(max(counts[at:at + r]))
+        if n:
+            out[at:at + r, :n] = randn((r, n, num_features), gen, node_mask.device)
+        at += r
+    return mask_nodes(out, node_mask)
 
 
 def _bcast(v: Tensor, x: Tensor) -> Tensor:

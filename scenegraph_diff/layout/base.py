@@ -33,6 +33,7 @@ from ..graph.scene_graph import SceneGraph, SceneGraphError, SceneObject
 from ..graph.vocab import Vocabulary
 from ..weights import AlignedLoadingMixin
 from .boxes import BOX_PARAMS, boxes_to_params, params_to_boxes
+from ..diffusion.sde import RowGenerators
 
 if TYPE_CHECKING:  # pragma: no cover
     from torch_geometric.data import HeteroData
@@ -90,7 +91,7 @@ class LayoutInputs:
                             self.known_params.to(device), t, self.graphs)
 
 
-def check_sample_args(graphs: Sequence[SceneGraph], num_samples: int, generator: torch.Generator | None,
+def check_sample_args(graphs: Sequence[SceneGraph], num_samples: int, generator: Any,
                       resample: bool) -> list[SceneGraph]:
     """Validate the arguments of :meth:`LayoutModel.sample` (errors name the bad value); return the graphs."""
     if isinstance(graphs, (SceneGraph, str, bytes)) or not isinstance(graphs, Sequence):
@@ -101,8 +102,12 @@ def check_sample_args(graphs: Sequence[SceneGraph], num_samples: int, generator:
             raise SceneGraphError(f"graphs[{i}]", f"expected SceneGraph, got {type(g).__name__}")
     if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
         raise ValueError(f"num_samples must be an integer >= 1, got {num_samples!r}")
-    if generator is not None and not isinstance(generator, torch.Generator):
-        raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
+    if isinstance(generator, (list, tuple)):
+        if len(generator) != len(graphs) or not all(isinstance(g, torch.Generator) for g in generator):
+            raise ValueError(f"a list of generators needs one torch.Generator per graph: got {len(generator)} "
+                             f"for {len(graphs)} graphs")
+    elif generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator, a list of them or None, got {type(generator).__name__}")
     if not isinstance(resample, bool):
         raise TypeError(f"resample must be a bool, got {resample!r}")
     return list(graphs)
@@ -146,19 +151,22 @@ class LayoutModel(AlignedLoadingMixin, ModelMixin, ConfigMixin):
         return inputs.to(self.device)
 
     # ------------------------------------------------------------------ prediction
-    def predict_params(self, inputs: LayoutInputs, generator: torch.Generator | None = None) -> Tensor:
+    def predict_params(self, inputs: LayoutInputs, generator: torch.Generator | RowGenerators | None = None) -> Tensor:
         """``(cx, cy, w, h)`` fractions ``[No, 4]`` for every object of ``inputs`` (given ones are kept)."""
         raise NotImplementedError
 
     @torch.no_grad()
-    def sample(self, graphs: Sequence[SceneGraph], num_samples: int = 1, generator: torch.Generator | None = None,
+    def sample(self, graphs: Sequence[SceneGraph], num_samples: int = 1,
+               generator: torch.Generator | Sequence[torch.Generator] | None = None,
                resample: bool = False) -> list[list[SceneGraph]]:
         """Give every object of every graph a box.
 
         Args:
             graphs: the scene graphs (boxes optional; labels outside the vocabulary are treated as ``<unk>``).
             num_samples: layouts per graph (a deterministic model returns the same one ``num_samples`` times).
-            generator: source of all randomness; a fixed seed gives the same layouts.
+            generator: source of all randomness; a fixed seed gives the same layouts. A list (one generator per
+                graph) makes each graph's layouts independent of the batch: the same as sampling it alone with
+                its generator (up to float rounding of the batched network), as diffusers' generator lists.
             resample: ignore the given boxes and predict every box.
 
         Returns:
@@ -168,7 +176,8 @@ class LayoutModel(AlignedLoadingMixin, ModelMixin, ConfigMixin):
         return self._sample(check_sample_args(graphs, num_samples, generator, resample), num_samples, generator,
                             resample, {})
 
-    def _sample(self, graphs: list[SceneGraph], num_samples: int, generator: torch.Generator | None, resample: bool,
+    def _sample(self, graphs: list[SceneGraph], num_samples: int,
+                generator: torch.Generator | Sequence[torch.Generator] | None, resample: bool,
                 options: dict[str, Any]) -> list[list[SceneGraph]]:
         """:meth:`sample` on checked arguments; ``options`` go to :meth:`predict_params`."""
         was_training = self.training
@@ -179,7 +188,10 @@ class LayoutModel(AlignedLoadingMixin, ModelMixin, ConfigMixin):
             if todo:
                 flat = [graphs[i] for i in todo for _ in range(num_samples)]  # graph-major, samples consecutive
                 inputs = self.prepare(flat, keep_boxes=not resample)
-                params = self.predict_params(inputs, generator, **options)  # [No, 4]
+                gen: Any = generator
+                if isinstance(generator, (list, tuple)):  # one per graph: each graph's rows draw from its own
+                    gen = RowGenerators(tuple(generator[i] for i in todo), (num_samples,) * len(todo))
+                params = self.predict_params(inputs, gen, **options)  # [No, 4]
                 if params.shape != (inputs.num_objects, BOX_PARAMS):
                     raise RuntimeError(f"{type(self).__name__}.predict_params returned {tuple(params.shape)}, "
                                        f"expected ({inputs.num_objects}, {BOX_PARAMS})")

@@ -34,7 +34,7 @@ from ..devices import randn
 from ..diffusion.losses import sample_time
 from ..diffusion.ppgn import timestep_embedding
 from ..diffusion.samplers import DDIMSampler
-from ..diffusion.sde import VPSDE
+from ..diffusion.sde import VPSDE, RowGenerators
 from ..graph.scene_graph import SceneGraph
 from .base import LayoutInputs, LayoutModel, check_sample_args
 from .boxes import BOX_PARAMS
@@ -121,7 +121,7 @@ class DiffusionLayoutModel(LayoutModel):
         h = self.graph_encoder(inputs.batch, feats, cond, boxes)  # [No, D]
         return self.head(h + cond[inputs.object_batch])
 
-    def predict_params(self, inputs: LayoutInputs, generator: torch.Generator | None = None,
+    def predict_params(self, inputs: LayoutInputs, generator: torch.Generator | RowGenerators | None = None,
                        num_steps: int | None = None, eta: float | None = None,
                        guidance_scale: float | None = None) -> Tensor:
         """Sample ``(cx, cy, w, h)`` ``[No, 4]`` with DDIM (given boxes kept exactly).
@@ -158,7 +158,8 @@ class DiffusionLayoutModel(LayoutModel):
         return torch.where(inputs.known[:, None], inputs.known_params, params)
 
     @torch.no_grad()
-    def sample(self, graphs: Sequence[SceneGraph], num_samples: int = 1, generator: torch.Generator | None = None,
+    def sample(self, graphs: Sequence[SceneGraph], num_samples: int = 1,
+               generator: torch.Generator | Sequence[torch.Generator] | None = None,
                resample: bool = False, *, num_steps: int | None = None, eta: float | None = None,
                guidance_scale: float | None = None) -> list[list[SceneGraph]]:
         """:meth:`LayoutModel.sample`, with the sampler's ``num_steps`` (DDIM steps, default

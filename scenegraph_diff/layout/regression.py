@@ -16,6 +16,7 @@ import torch
 from diffusers.configuration_utils import register_to_config
 from torch import Tensor, nn
 
+from ..diffusion.sde import RowGenerators
 from .base import LayoutInputs, LayoutModel
 from .boxes import BOX_PARAMS
 from .encoder import LayoutGraphEncoder

@@ -322,20 +322,25 @@ class GraphPipelineMixin:
         folder) or the pipeline has a ``layout_adapter`` (a ``layout_adapter/`` folder)."""
         return is_grounded(self.unet) or self.layout_adapter is not None  # type: ignore[attr-defined]
 
-    def layout_graphs(self, graphs: Sequence[SceneGraph], generator: torch.Generator | None = None) -> list[SceneGraph]:
+    def layout_graphs(self, graphs: Sequence[SceneGraph],
+                      generator: torch.Generator | Sequence[torch.Generator] | None = None) -> list[SceneGraph]:
         """``graphs`` with a box on every object: given boxes are kept, the others come from ``layout_model``
         (one sample per graph, :meth:`sample` of a :mod:`scenegraph_diff.layout` model). Without a layout model the
         graphs are returned as they are (only their boxed objects are grounded).
 
         Args:
             graphs: the scene graphs.
-            generator: CPU :class:`torch.Generator` of the layout sampling (global RNG if None).
+            generator: CPU :class:`torch.Generator` of the layout sampling (global RNG if None), or one per graph
+                (each graph's layout then does not depend on the others; one batched sampling all the same).
         """
+        if isinstance(generator, (list, tuple)) and len(generator) != len(graphs):
+            raise ValueError(f"{len(generator)} layout generators for {len(graphs)} graphs")
         need = [i for i, g in enumerate(graphs) if any(o.box is None for o in g.objects)]
         out = list(graphs)
         if not need or self.layout_model is None:
             return out
-        sampled = self.layout_model.sample([graphs[i] for i in need], num_samples=1, generator=generator)
+        gen = [generator[i] for i in need] if isinstance(generator, (list, tuple)) else generator
+        sampled = self.layout_model.sample([graphs[i] for i in need], num_samples=1, generator=gen)
         for i, samples in zip(need, sampled):
             out[i] = samples[0]
         return out

@@ -214,8 +214,10 @@ def test_bad_sample_arguments_name_the_value():
         m.sample([graph(), {"objects": []}])
     with pytest.raises(ValueError, match="num_samples must be an integer >= 1, got 0"):
         m.sample([graph()], num_samples=0)
-    with pytest.raises(TypeError, match="generator must be a torch.Generator or None, got int"):
+    with pytest.raises(TypeError, match="generator must be a torch.Generator, a list of them or None, got int"):
         m.sample([graph()], generator=0)
+    with pytest.raises(ValueError, match="one torch.Generator per graph: got 1 for 2 graphs"):
+        m.sample([graph(), graph()], generator=[torch.Generator()])
     with pytest.raises(TypeError, match="resample must be a bool, got 'yes'"):
         m.sample([graph()], resample="yes")
     with pytest.raises(ValueError, match="num_steps must be an integer in 1..50, got 0"):
@@ -257,3 +259,21 @@ def test_relation_guidance():
     assert m.network_evaluations(4, 1.0) == 4 and m.network_evaluations(4, 2.0) == 8
     with pytest.raises(ValueError, match=r"guidance_scale must be a number in \[0, 20\], got -1"):
         m.sample(g, guidance_scale=-1)
+
+
+def test_a_generator_per_graph_makes_each_layout_independent_of_its_batch():
+    """Diffusers' habit: graph i's layouts from generator i are those of graph i sampled alone with it."""
+    from scenegraph_diff.layout import load_layout_model
+    from scenegraph_diff.shapes.evaluation import held_out_graphs
+
+    m = load_layout_model("layout-shapes")
+    graphs = held_out_graphs(6)
+    graphs.insert(2, SceneGraph(()))  # an empty graph in the middle: no rows of its own
+    alone = [m.sample([g], num_samples=2, generator=torch.Generator().manual_seed(10 + i), resample=True)[0]
+             for i, g in enumerate(graphs)]
+    batched = m.sample(graphs, num_samples=2, generator=[torch.Generator().manual_seed(10 + i)
+                                                         for i in range(len(graphs))], resample=True)
+    for a, b in zip(alone, batched):
+        for x, y in zip(a, b):
+            assert [c for o in x.objects for c in o.box] == pytest.approx([c for o in y.objects for c in o.box], abs=2e-6)
+    assert [o.box for o in batched[0][0].objects] != [o.box for o in batched[0][1].objects]
