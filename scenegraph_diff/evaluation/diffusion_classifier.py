@@ -263,20 +263,20 @@ def candidate_grounding(pipe: Any, candidates: Sequence[Sequence[SceneGraph]], n
 
     model = pipe.layout_model
 
-    def sample(graph: SceneGraph) -> list[SceneGraph]:
-        gen = torch.Generator().manual_seed(layout_seed)
-        return model.sample([graph], num_samples=num_layouts, generator=gen, resample=True)[0]
+    def sample(graphs: list[SceneGraph]) -> list[list[SceneGraph]]:  # one batched call, each from the same seed
+        if not graphs:
+            return []
+        gens = [torch.Generator().manual_seed(layout_seed) for _ in graphs]
+        return model.sample(graphs, num_samples=num_layouts, generator=gens, resample=True)
 
+    owns = sample([cands[0] for cands in candidates])
+    pairs = [[_reversed_pair(cands[0], c) for c in cands[1:]] for cands in candidates]
+    others = iter(sample([c for cands, ps in zip(candidates, pairs) for c, p in zip(cands[1:], ps) if p is None]))
     laid: list[list[SceneGraph]] = []
-    for cands in candidates:
-        own = sample(cands[0])
+    for cands, own, ps in zip(candidates, owns, pairs):
         rows = list(own)
-        for c in cands[1:]:
-            pair = _reversed_pair(cands[0], c)
-            if pair is not None:
-                rows.extend(_exchange_boxes(g, c, *pair) for g in own)
-            else:
-                rows.extend(sample(c))
+        for c, pair in zip(cands[1:], ps):
+            rows.extend([_exchange_boxes(g, c, *pair) for g in own] if pair is not None else next(others))
         laid.append(rows)
     residuals = None
     if getattr(pipe, "layout_adapter", None) is not None:
