@@ -2,6 +2,8 @@
 
 * :mod:`.sde` — VP / sub-VP / VE SDEs; symmetric adjacency noise.
 * :mod:`.ppgn` — :class:`EdgeDenoiser`, a time-conditioned equivariant x₀-predictor (few-step family).
+* :mod:`.lowrank` — :class:`LowRankEdgeDenoiser`, the same interface at ``O(N²)`` per layer (node/pair states,
+  distance edge head) for graphs of hundreds of nodes.
 * :mod:`.gdss` — GDSS-style score networks for ``X`` and ``A`` (no time input) and their generator.
 * :mod:`.losses` — x₀ cross-entropy and denoising score matching.
 * :mod:`.samplers` — :class:`PCSampler` (reverse diffusion + Langevin), :class:`S4Sampler`, :class:`DDIMSampler`.
@@ -18,7 +20,7 @@ from typing import Any
 
 _LAZY = {
     "VPSDE": ".sde", "SubVPSDE": ".sde", "VESDE": ".sde", "symmetric_noise": ".sde",
-    "EdgeDenoiser": ".ppgn",
+    "EdgeDenoiser": ".ppgn", "LowRankEdgeDenoiser": ".lowrank",
     "ScoreNetworkX": ".gdss", "ScoreNetworkA": ".gdss", "GDSSScoreModel": ".gdss", "GDSSGenerator": ".gdss",
     "train_gdss": ".gdss", "GDSSConfig": ".gdss",
     "PCSampler": ".samplers", "S4Sampler": ".samplers", "DDIMSampler": ".samplers",

@@ -15,18 +15,19 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from ..devices import ModelOnDevice, check_device, randint
 from .data import NodeCountSampler, adjacency_to_graphs, graphs_to_adjacency
 from .losses import edge_x0_loss
+from .lowrank import LowRankEdgeDenoiser
 from .ppgn import EdgeDenoiser
 from .samplers import DDIMSampler, PCSampler, S4Sampler, score_from_x0
 from .sde import VPSDE
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["EdgeDiffusionConfig", "EdgeDiffusionGenerator", "train_edge_diffusion"]
+__all__ = ["EdgeDiffusionConfig", "EdgeDiffusionGenerator", "size_bucketed_batches", "train_edge_diffusion"]
 
 
 @dataclass(frozen=True)
@@ -50,15 +51,31 @@ class EdgeDiffusionConfig:
     self_condition: bool = False
     structure_features: bool = False  # DiGress-style features of the self-conditioning x̂₀ (needs self_condition)
     device: str = "cpu"  # training device: cpu, cuda, cuda:N or auto
+    # size-bucketed batches: draw ``size_buckets * batch_size`` graphs at once, sort them by size and use them as the
+    # next ``size_buckets`` batches (uniform marginals, little padding; the O(N^3) network pays for the largest graph of
+    # a batch). 0 = independent random batches (the community/ego runs).
+    size_buckets: int = 0
+    checkpoint_every: int = 1000
+    # denoiser: "ppgn" (EdgeDenoiser, O(N^3 C) per layer) or "lowrank" (LowRankEdgeDenoiser, O(N^2 C^2), for N in
+    # the hundreds); ``channels`` is the PPGN width or the low-rank node width, ``pair_channels`` the low-rank
+    # pair width
+    architecture: str = "ppgn"
+    pair_channels: int = 16
+    rank: int = 16
+    log_every: int = 250
 
     def __post_init__(self) -> None:
         check_device(self.device, "EdgeDiffusionConfig.device")
+        if self.size_buckets < 0:
+            raise ValueError(f"size_buckets must be >= 0, got {self.size_buckets}")
+        if self.architecture not in ("ppgn", "lowrank"):
+            raise ValueError(f"architecture must be 'ppgn' or 'lowrank', got {self.architecture!r}")
 
 
 class EdgeDiffusionGenerator(ModelOnDevice):
     """Denoiser + SDE + node-count distribution. ``generate`` returns ``{"num_nodes", "edges"}`` dicts."""
 
-    def __init__(self, model: EdgeDenoiser, sde: VPSDE, node_counts: Sequence[int], structure_features: bool = False
+    def __init__(self, model: EdgeDenoiser | LowRankEdgeDenoiser, sde: VPSDE, node_counts: Sequence[int], structure_features: bool = False
                  ) -> None:
         from .structure import EDGE_STRUCT_DIM, NODE_STRUCT_DIM
 
@@ -133,7 +150,8 @@ class EdgeDiffusionGenerator(ModelOnDevice):
         path = Path(path)
         self.model.save_pretrained(path / "model")
         meta = {"family": "edge", "sde": {"beta_min": self.sde.beta_min, "beta_max": self.sde.beta_max}, "node_counts": self.node_counts,
-                "structure_features": self.structure_features}
+                "structure_features": self.structure_features,
+                "architecture": "lowrank" if isinstance(self.model, LowRankEdgeDenoiser) else "ppgn"}
         (path / "generator.json").write_text(json.dumps(meta))
 
     @classmethod
@@ -142,7 +160,8 @@ class EdgeDiffusionGenerator(ModelOnDevice):
         if not (path / "generator.json").is_file():
             raise FileNotFoundError(f"no generator.json in {path}")
         meta = json.loads((path / "generator.json").read_text())
-        model = EdgeDenoiser.from_pretrained(path / "model")
+        model_cls = LowRankEdgeDenoiser if meta.get("architecture", "ppgn") == "lowrank" else EdgeDenoiser
+        model = model_cls.from_pretrained(path / "model")
         return cls(model, VPSDE(**meta["sde"]), meta["node_counts"], meta.get("structure_features", False))
 
 
@@ -157,6 +176,37 @@ def edge_step(sde: VPSDE, self_condition: bool = False, structure: bool = False)
     return step
 
 
+def size_bucketed_batches(A: Tensor, mask: Tensor, batch_size: int, buckets: int = 0):
+    """Batch function ``(step, generator) -> (A0 [b, n, n], node_mask [b, n])`` for the :class:`Trainer`.
+
+    Args:
+        A: ``[G, N, N]`` 0/1 adjacency of the training set; mask: ``[G, N]`` bool.
+        batch_size: graphs per batch ``b``.
+        buckets: 0 = independent uniform draws per step; ``k > 0`` = at every ``k``-th step draw ``k * b`` graphs
+            uniformly (with replacement), sort them by size and serve them as the next ``k`` batches, each trimmed to
+            its largest graph ``n``. The marginal of every graph stays uniform; the pool is a pure function of the
+            generator state at a multiple of ``k``, so a resume from a checkpoint at such a step is bit-exact.
+    """
+    sizes = mask.sum(1)
+    pool: dict[str, Any] = {}
+
+    def batches(step: int, generator: torch.Generator):
+        if buckets <= 0:
+            idx = randint(0, A.shape[0], (batch_size,), generator, "cpu")  # the data stay on CPU
+        else:
+            if step % buckets == 0 or pool.get("start") != step - step % buckets:
+                draw = randint(0, A.shape[0], (buckets * batch_size,), generator, "cpu")
+                order = torch.argsort(sizes[draw], stable=True)
+                chunks = list(draw[order].split(batch_size))
+                perm = randint(0, 2**31 - 1, (buckets,), generator, "cpu").argsort()  # bucket order shuffled
+                pool.update(start=step - step % buckets, chunks=[chunks[int(k)] for k in perm])
+            idx = pool["chunks"][step % buckets]
+        n = max(int(mask[idx].sum(1).max()), 1)
+        return A[idx][:, :n, :n], mask[idx][:, :n]
+
+    return batches
+
+
 def train_edge_diffusion(train_graphs: Sequence[dict], config: EdgeDiffusionConfig = EdgeDiffusionConfig()
                          ) -> tuple[EdgeDiffusionGenerator, dict[str, Any]]:
     """Train on edge-list graphs; returns the EMA generator and ``{"train_seconds", "final_loss", ...}``."""
@@ -169,19 +219,22 @@ def train_edge_diffusion(train_graphs: Sequence[dict], config: EdgeDiffusionConf
     if config.structure_features and not config.self_condition:
         raise ValueError("structure_features=True needs self_condition=True")
     st = config.structure_features
-    model = EdgeDenoiser(channels=config.channels, num_layers=config.num_layers,
-                         edge_cond_dim=(1 + EDGE_STRUCT_DIM) if st else (1 if config.self_condition else 0),
-                         node_cond_dim=NODE_STRUCT_DIM if st else 0)
+    dims = {"edge_cond_dim": (1 + EDGE_STRUCT_DIM) if st else (1 if config.self_condition else 0),
+            "node_cond_dim": NODE_STRUCT_DIM if st else 0}
+    if config.architecture == "lowrank":
+        model: nn.Module = LowRankEdgeDenoiser(channels=config.channels, pair_channels=config.pair_channels,
+                                               num_layers=config.num_layers, rank=config.rank, **dims)
+    else:
+        model = EdgeDenoiser(channels=config.channels, num_layers=config.num_layers, **dims)
 
-    def batches(step: int, generator: torch.Generator):
-        idx = randint(0, A.shape[0], (config.batch_size,), generator, "cpu")  # the data stay on CPU
-        n = int(mask[idx].sum(1).max())
-        return A[idx][:, :n, :n], mask[idx][:, :n]
+    batches = size_bucketed_batches(A, mask, config.batch_size, config.size_buckets)
 
     tc = TrainConfig(max_steps=config.max_steps, lr=config.lr, schedule="cosine", warmup_steps=config.warmup_steps,
                      min_lr_ratio=0.05, grad_clip=config.grad_clip, ema_decay=config.ema_decay, seed=config.seed,
                      num_threads=config.num_threads, output_dir=config.output_dir, progress=config.progress,
-                     log_every=250, checkpoint_every=1000 if config.output_dir else None, device=config.device)
+                     log_every=config.log_every,
+                     checkpoint_every=config.checkpoint_every if config.output_dir else None,
+                     device=config.device)
     trainer = Trainer(model, edge_step(sde, config.self_condition, st), tc)
     t0, c0 = time.perf_counter(), time.process_time()
     hist = trainer.fit(batches, resume=config.output_dir is not None)
@@ -189,5 +242,7 @@ def train_edge_diffusion(train_graphs: Sequence[dict], config: EdgeDiffusionConf
     ema = trainer.ema_model if trainer.ema_model is not None else trainer.model
     gen = EdgeDiffusionGenerator(ema, sde, [int(g["num_nodes"]) for g in train_graphs], st)
     tail = [h["loss"] for h in hist[-100:]]
-    return gen, {"train_seconds": secs, "train_cpu_seconds": cpu, "steps": trainer.step, "final_loss": sum(tail) / max(len(tail), 1),
+    return gen, {"train_seconds": max(secs, float(trainer.train_seconds)), "train_seconds_this_run": secs,
+                 "train_cpu_seconds_this_run": cpu, "train_cpu_seconds": cpu, "steps": trainer.step,
+                 "final_loss": sum(tail) / max(len(tail), 1),
                  "config": asdict(config), "num_parameters": sum(p.numel() for p in model.parameters())}
