@@ -9,6 +9,9 @@ Backends (one per file), all implementing the :class:`Parser` protocol:
 - ``"learned"`` — :class:`~.learned.LearnedParser`, a BiLSTM tagger + pairwise relation classifier
   trained on FACTUAL (``python -m scenegraph_diff.parsing.train``), weights bundled under
   ``scenegraph_diff/assets/parser/``;
+- ``"accurate"`` — :class:`~.accurate.AccurateParser`, the same tagger heads on the lower four layers of
+  all-MiniLM-L6-v2 fine-tuned on FACTUAL (``python -m scenegraph_diff.parsing.train_accurate``), weights
+  bundled under ``scenegraph_diff/assets/parser-accurate/``; slower, more accurate; also numpy-only;
 - ``"rules"`` — :class:`~.rules.RuleBasedParser`, dependency-free, the fallback when weights are absent.
 
 ``backend="auto"`` (the default) picks the learned parser when its weights are present.
@@ -34,17 +37,18 @@ from ..graph.scene_graph import SceneGraph, check_unicode
 from .base import Parser
 from .rules import RuleBasedParser
 
-__all__ = ["Parser", "RuleBasedParser", "LearnedParser", "load_parser", "parse", "parse_batch", "BACKENDS",
+__all__ = ["Parser", "RuleBasedParser", "LearnedParser", "AccurateParser", "load_parser", "parse", "parse_batch", "BACKENDS",
            "weights_available", "drop_negated", "expand_counts", "canonicalize_predicates", "match_predicate",
            "PredicateVocabulary", "VRD_PREDICATES", "VG50_PREDICATES", "SHAPES_PREDICATES"]
 
 log = logging.getLogger(__name__)
 
-BACKENDS = ("auto", "learned", "rules")
+BACKENDS = ("auto", "learned", "accurate", "rules")
 DEFAULT_WEIGHTS = Path(__file__).resolve().parent.parent / "assets" / "parser"
+ACCURATE_WEIGHTS = Path(__file__).resolve().parent.parent / "assets" / "parser-accurate"
 
 
-_LAZY = {"LearnedParser": ".learned", "expand_counts": ".counts", "drop_negated": ".negation",
+_LAZY = {"LearnedParser": ".learned", "AccurateParser": ".accurate", "expand_counts": ".counts", "drop_negated": ".negation",
          **dict.fromkeys(["canonicalize_predicates", "match_predicate", "PredicateVocabulary", "VRD_PREDICATES",
                           "VG50_PREDICATES", "SHAPES_PREDICATES"], ".predicates")}
 
@@ -61,18 +65,23 @@ def load_parser(backend: str = "auto", weights: str | None = None) -> Parser:
     """Build a parser.
 
     Args:
-        backend: ``"auto"`` (learned if its weights exist, else rules), ``"learned"`` or ``"rules"``.
-        weights: folder with ``model.safetensors`` + ``config.json`` for the learned backend
-            (default: the bundled ``assets/parser``).
+        backend: ``"auto"`` (learned if its weights exist, else rules), ``"learned"``, ``"accurate"``
+            (fine-tuned MiniLM: more accurate, ~10x slower) or ``"rules"``.
+        weights: folder with ``model.safetensors`` + ``config.json`` for the learned or accurate backend
+            (default: the bundled ``assets/parser`` or ``assets/parser-accurate``).
 
     Raises:
         ValueError: unknown backend.
-        FileNotFoundError: ``backend="learned"`` and no weights.
+        FileNotFoundError: ``backend="learned"`` or ``"accurate"`` and no weights.
     """
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     if backend == "rules":
         return RuleBasedParser()
+    if backend == "accurate":
+        from .accurate import AccurateParser
+
+        return AccurateParser.from_pretrained(weights)
     if backend == "auto" and not weights_available(weights):
         log.info("learned parser weights not found; using the rule-based parser")
         return RuleBasedParser()
@@ -81,9 +90,11 @@ def load_parser(backend: str = "auto", weights: str | None = None) -> Parser:
     return LearnedParser.from_pretrained(weights)
 
 
-def weights_available(weights: str | None = None) -> bool:
-    """Whether the learned backend's weights exist (``None``: the bundled ``assets/parser``)."""
-    folder = Path(weights) if weights is not None else DEFAULT_WEIGHTS
+def weights_available(weights: str | None = None, backend: str = "learned") -> bool:
+    """Whether a backend's weights exist (``weights=None``: the bundled ``assets/parser``, or
+    ``assets/parser-accurate`` for ``backend="accurate"``)."""
+    default = ACCURATE_WEIGHTS if backend == "accurate" else DEFAULT_WEIGHTS
+    folder = Path(weights) if weights is not None else default
     return (folder / "model.safetensors").is_file() and (folder / "config.json").is_file()
 
 

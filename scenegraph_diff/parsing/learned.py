@@ -14,7 +14,9 @@ and forked worker processes start at once. The torch network (:class:`~.model.Sc
 used for training and is tested to give the same outputs.
 
 Surface forms are normalised by tables learned from the training alignments (``two`` -> ``2``,
-``wood`` -> ``wooden``, ``side walk`` -> ``sidewalk``). Mentions with the same name become one node
+``wood`` -> ``wooden``, ``side walk`` -> ``sidewalk``); a misspelt one-word label that is no real word
+becomes the most frequent training label one or two edits away (``cabinent`` -> ``cabinet``,
+:meth:`Vocab.spelling`; real words come from the MiniLM WordPiece vocabulary). Mentions with the same name become one node
 unless a relation links them. Decoded relations are then tidied (:func:`_one_relation_per_pair`: "cup have
 coffee" and "coffee in cup" are one fact; a laptop right of "a cup of coffee" is right of the cup), copied
 predicates lose clause connectors ("while stand under" -> ``stand under``), and negated parts are dropped
@@ -96,14 +98,60 @@ class Vocab:
     name_forms: dict[str, str] = field(default_factory=dict)
     attribute_forms: dict[str, str] = field(default_factory=dict)
     verb_lemmas: dict[str, str] = field(default_factory=dict)
+    #: gold object names / attribute labels of the training graphs -> count (for :meth:`spelling`)
+    known_names: dict[str, int] = field(default_factory=dict)
+    known_attributes: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.word_index = {w: i for i, w in enumerate(self.words)}
         self._lemma_set = frozenset(self.verb_lemmas.values())
+        self._spelling: dict[tuple[str, str], str] = {}
+        #: real words (e.g. whole-word WordPiece entries) that :meth:`spelling` never corrects; empty = no
+        #: corrections at all (set by the parsers from their ``wordpiece.txt``)
+        self.dictionary: frozenset[str] = frozenset()
+
+    def set_dictionary(self, words: Sequence[str]) -> None:
+        """Use the alphabetic ``words`` (WordPiece vocabulary entries; ``##`` pieces skipped) as the real
+        words that :meth:`spelling` leaves alone."""
+        self.dictionary = frozenset(w for w in words if w.isalpha())
+        self._spelling.clear()
 
     def to_dict(self) -> dict[str, Any]:
         return {"words": self.words, "predicates": self.predicates, "name_forms": self.name_forms,
-                "attribute_forms": self.attribute_forms, "verb_lemmas": self.verb_lemmas}
+                "attribute_forms": self.attribute_forms, "verb_lemmas": self.verb_lemmas,
+                "known_names": self.known_names, "known_attributes": self.known_attributes}
+
+    def spelling(self, surface: str, kind: str = "name") -> str:
+        """A misspelt one-word label put right: ``surface`` when it is a training word or a known label, else
+        the most frequent known label (``kind`` ``"name"`` or ``"attribute"``) within edit distance 1
+        (2 from 8 letters), when there is exactly one most frequent; otherwise ``surface`` unchanged. Words of
+        fewer than 5 letters, and words of the :attr:`dictionary` or that start with one (at most 2 letters
+        shorter) are never corrected; without a dictionary nothing is.
+        ``"cabinent"`` -> ``"cabinet"``, ``"browm"`` -> ``"brown"``."""
+        known = self.known_names if kind == "name" else self.known_attributes
+        n = len(surface)
+        if (not known or not self.dictionary or n < 5 or not surface.isalpha() or surface in known
+                or surface in self.word_index
+                # a dictionary word, or one with an ending ("beaks", "watchers", "chocolatey")
+                or any(surface[:k] in self.dictionary for k in range(max(4, n - 2), n + 1))):
+            return surface
+        key = (kind, surface)
+        hit = self._spelling.get(key)
+        if hit is None:
+            from .align import edit_distance
+
+            limit = 2 if len(surface) >= 8 else 1
+            best: list[tuple[int, int, str]] = []
+            for label, n in known.items():
+                if (abs(len(label) - len(surface)) <= limit and label[0] == surface[0] and " " not in label
+                        and label.rstrip("s") != surface.rstrip("s")):  # a plural is not a typo
+                    d = edit_distance(surface, label, limit + 1)
+                    if d <= limit:
+                        best.append((d, -n, label))
+            best.sort()
+            hit = best[0][2] if best and (len(best) == 1 or best[0][:2] != best[1][:2]) else surface
+            self._spelling[key] = hit
+        return hit
 
     def lemma(self, word: str) -> str:
         """Predicate form of one word: the learned table, else the rule lemmatiser for -ing/-ed forms."""
@@ -549,6 +597,10 @@ class LearnedParser:
         # float32 copies in owned, 64-byte aligned memory (not views of the file's bytes)
         state = {k: aligned_array(v, np.float32) for k, v in load_file(str(folder / "model.safetensors")).items()}
         model = NumpyTagger(config, state)
+        for words in (folder / "wordpiece.txt", DEFAULT_WEIGHTS.parent / "parser-accurate" / "wordpiece.txt"):
+            if words.is_file():  # the real-word list of spelling corrections
+                vocab.set_dictionary(words.read_text(encoding="utf-8").splitlines())
+                break
         return cls(model, vocab, threshold, num_threads)
 
     def save_pretrained(self, folder: str | Path, extra: dict[str, Any] | None = None, half: bool = True) -> None:
@@ -632,10 +684,14 @@ class LearnedParser:
                 cache.update(zip(new, rows))
         return np.stack([local[w] for w in words])
 
+    def _states(self, m: NumpyTagger, words: list[list[str]]) -> np.ndarray:
+        """Token states ``[B, T, H]`` of word sequences (the BiLSTM over cached first-layer projections)."""
+        x = self._token_inputs(m, [w for s in words for w in s])  # [N, 8h] first-layer projections
+        return m.lstm_states(x, np.array([len(s) for s in words], dtype=np.int64), projected=True)
+
     def _decode(self, m: NumpyTagger, seqs: list[list[Token]]) -> list[dict]:
         words = [[t.lower for t in s] for s in seqs]
-        x = self._token_inputs(m, [w for s in words for w in s])  # [N, 8h] first-layer projections
-        h = m.lstm_states(x, np.array([len(s) for s in words], dtype=np.int64), projected=True)  # [B, T, H]
+        h = self._states(m, words)  # [B, T, H]
         tags = m.tag_logits(h).argmax(-1).tolist()  # [B][T]
         prefix = _prefix(h)
         out: list[dict] = []
@@ -720,7 +776,7 @@ class LearnedParser:
             local_names: dict[str, list[int]] = {}
             for mi, (s, e) in enumerate(d["objects"]):
                 surface = " ".join(words[s:e])
-                name = v.name_forms.get(surface, surface)
+                name = v.name_forms.get(surface) or v.spelling(surface, "name")
                 # Same name -> same node, unless a relation links the two mentions.
                 target = None
                 if name in by_name and not any((mi, other) in linked for other in local_names.get(name, [])):
@@ -733,7 +789,7 @@ class LearnedParser:
                 node_of.append(target)
             for s, e, link in d["attributes"]:
                 surface = " ".join(words[s:e])
-                label = v.attribute_forms.get(surface, surface)
+                label = v.attribute_forms.get(surface) or v.spelling(surface, "attribute")
                 i = node_of[link]
                 o = objects[i]
                 if label not in o.attributes:

@@ -100,3 +100,114 @@ class SceneGraphTagger(nn.Module):
 
 def _prefix(h: Tensor) -> Tensor:
     return torch.cat([h.new_zeros(h.shape[0], 1, h.shape[2]), h.cumsum(dim=1)], dim=1)  # [B, T+1, H]
+
+
+def _heads(module: nn.Module, c, H: int, dropout: float) -> None:
+    """Add the tag, attribute-link and relation heads on ``H``-d token states to ``module``."""
+    module.tagger = nn.Linear(H, len(TAGS))
+    module.mention = nn.Sequential(nn.Linear(2 * H, c.mention_dim), nn.ReLU())
+    module.attr_query = nn.Sequential(nn.Linear(2 * H, c.mention_dim), nn.ReLU())
+    module.attr_bilinear = nn.Linear(c.mention_dim, c.mention_dim, bias=False)
+    module.dist = nn.Embedding(2 * c.dist_buckets + 1, 16)
+    module.pair = nn.Sequential(
+        nn.Linear(2 * c.mention_dim + H + 16, c.pair_hidden), nn.ReLU(), nn.Dropout(dropout),
+        nn.Linear(c.pair_hidden, c.num_predicates + 1),
+    )
+
+
+class _BertLayer(nn.Module):
+    """One post-LayerNorm BERT layer, with BERT's parameter names (so pretrained weights load as they are)."""
+
+    def __init__(self, D: int, heads: int, F: int, eps: float, dropout: float) -> None:
+        super().__init__()
+        self.heads, self.dropout = heads, dropout
+        self.attention = nn.ModuleDict({
+            "self": nn.ModuleDict({"query": nn.Linear(D, D), "key": nn.Linear(D, D), "value": nn.Linear(D, D)}),
+            "output": nn.ModuleDict({"dense": nn.Linear(D, D), "LayerNorm": nn.LayerNorm(D, eps=eps)}),
+        })
+        self.intermediate = nn.ModuleDict({"dense": nn.Linear(D, F)})
+        self.output = nn.ModuleDict({"dense": nn.Linear(F, D), "LayerNorm": nn.LayerNorm(D, eps=eps)})
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor, keep: Tensor) -> Tensor:
+        """``x [B, P, D]``, ``keep [B, 1, 1, P]`` (True = a real piece)."""
+        B, P, D = x.shape
+        a = self.attention["self"]
+        q, k, v = (a[n](x).view(B, P, self.heads, D // self.heads).transpose(1, 2) for n in ("query", "key", "value"))
+        ctx = nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=keep,
+                                                         dropout_p=self.dropout if self.training else 0.0)
+        ctx = ctx.transpose(1, 2).reshape(B, P, D)
+        o = self.attention["output"]
+        x = o["LayerNorm"](x + self.drop(o["dense"](ctx)))
+        f = self.output["dense"](nn.functional.gelu(self.intermediate["dense"](x), approximate="tanh"))
+        return self.output["LayerNorm"](x + self.drop(f))
+
+
+class EncoderTagger(nn.Module):
+    """BERT encoder (MiniLM sizes by default) + the tagger heads of :class:`SceneGraphTagger`, on word states
+    = the mean of each word's piece states. Inference twin: :class:`~.accurate.NumpyEncoderTagger`.
+
+    Args:
+        config: sizes (:class:`~.accurate.EncoderConfig`).
+    """
+
+    def __init__(self, config) -> None:
+        super().__init__()
+        self.config = c = config
+        D = c.dim
+        self.bert = nn.ModuleDict({
+            "embeddings": nn.ModuleDict({
+                "word_embeddings": nn.Embedding(c.vocab_size, D), "position_embeddings": nn.Embedding(c.max_positions, D),
+                "token_type_embeddings": nn.Embedding(c.type_vocab, D), "LayerNorm": nn.LayerNorm(D, eps=c.ln_eps),
+            }),
+            "encoder": nn.ModuleDict({"layer": nn.ModuleList(
+                [_BertLayer(D, c.heads, c.intermediate, c.ln_eps, c.dropout) for _ in range(c.layers)])}),
+        })
+        self.drop = nn.Dropout(c.dropout)
+        _heads(self, c, D, c.dropout)
+
+    def __repr__(self) -> str:
+        c = self.config
+        n = sum(p.numel() for p in self.parameters())
+        return f"EncoderTagger(layers={c.layers}, predicates={c.num_predicates}, params={n})"
+
+    def load_bert(self, state: dict[str, Tensor]) -> list[str]:
+        """Copy pretrained BERT weights (names as in a Hugging Face ``BertModel`` file, with or without a
+        ``bert.`` prefix; layers beyond ``config.layers`` ignored). Returns the encoder names not found."""
+        own = self.state_dict()
+        missing = []
+        for k in own:
+            if not k.startswith("bert."):
+                continue
+            src = state.get(k, state.get(k[len("bert."):]))
+            if src is None:
+                missing.append(k)
+                continue
+            with torch.no_grad():
+                own[k].copy_(torch.as_tensor(src).to(own[k].dtype))
+        return missing
+
+    def encode(self, piece_ids: Tensor, piece_lengths: Tensor, word_start: Tensor, word_end: Tensor,
+               lengths: Tensor) -> Tensor:
+        """Word states ``[B, T, D]`` (zeros at padding): inputs as :func:`~.accurate.piece_inputs` gives them
+        (as tensors) plus ``lengths [B]`` words per caption."""
+        B, P = piece_ids.shape
+        e = self.bert["embeddings"]
+        pos = torch.arange(P, device=piece_ids.device)
+        x = e["word_embeddings"](piece_ids) + e["position_embeddings"](pos)[None] + e["token_type_embeddings"].weight[0]
+        x = self.drop(e["LayerNorm"](x))
+        keep = (pos[None, :] < piece_lengths[:, None])[:, None, None, :]
+        for layer in self.bert["encoder"]["layer"]:
+            x = layer(x, keep)
+        prefix = torch.cat([x.new_zeros(B, 1, x.shape[-1]), x.cumsum(dim=1)], dim=1)  # [B, P+1, D]
+        T = int(lengths.max())
+        b_of = torch.repeat_interleave(torch.arange(B, device=x.device), lengths)
+        t_of = torch.arange(len(b_of), device=x.device) - torch.repeat_interleave(lengths.cumsum(0) - lengths, lengths)
+        words = (prefix[b_of, word_end] - prefix[b_of, word_start]) / (word_end - word_start).unsqueeze(-1)
+        h = x.new_zeros(B, T, x.shape[-1])
+        h = h.index_put((b_of, t_of), words)
+        return self.drop(h)
+
+    span_states = staticmethod(SceneGraphTagger.span_states)
+    pair_logits = SceneGraphTagger.pair_logits
+    attr_scores = SceneGraphTagger.attr_scores

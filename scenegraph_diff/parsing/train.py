@@ -31,7 +31,7 @@ from .learned import COPY, DEFAULT_WEIGHTS, MAX_SEQ, Featurizer, LearnedParser, 
 from .model import SceneGraphTagger, _prefix
 from .metrics import score_graph_strings
 
-__all__ = ["ParserTrainConfig", "train_parser", "build_vocab", "main"]
+__all__ = ["ParserTrainConfig", "train_parser", "build_vocab", "head_losses", "main"]
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +88,12 @@ def _majority_forms(pairs: Sequence[tuple[str, str]]) -> dict[str, str]:
     return out
 
 
+def _known(labels: Sequence[str], min_count: int = 3) -> dict[str, int]:
+    """Labels seen at least ``min_count`` times -> count (most frequent first)."""
+    c = Counter(labels)
+    return {k: n for k, n in sorted(c.items(), key=lambda kv: (-kv[1], kv[0])) if n >= min_count}
+
+
 def build_vocab(alignments: Sequence[Alignment], min_word_count: int = 2) -> Vocab:
     """Words (count >= ``min_word_count``), predicates (all aligned ones) and normalisation tables."""
     counts = Counter(t.lower for a in alignments for t in a.tokens)
@@ -108,6 +114,8 @@ def build_vocab(alignments: Sequence[Alignment], min_word_count: int = 2) -> Voc
         name_forms=_majority_forms([f for a in alignments for f in a.name_forms]),
         attribute_forms=_majority_forms([f for a in alignments for f in a.attribute_forms]),
         verb_lemmas=_majority_forms(pairs),
+        known_names=_known([n for a in alignments for n in a.mention_names]),
+        known_attributes=_known([g for a in alignments for *_, g in a.attributes]),
     )
     preds = Counter(p for a in alignments for _, _, p in a.relations)
     vocab.predicates = ["<none>"] + sorted(preds, key=lambda p: (-preds[p], p)) + [COPY]
@@ -188,6 +196,12 @@ def collate(examples: Sequence[dict[str, Any]], featurizer: Featurizer) -> dict[
 def step(model: SceneGraphTagger, batch: dict[str, Tensor], generator: torch.Generator) -> dict[str, Tensor]:
     """Loss = tag CE + attribute-link CE + relation-pair CE (teacher-forced gold mentions)."""
     h = model.encode(batch["word_ids"], batch["char_ids"], batch["offsets"], batch["lengths"])  # [B, T, H]
+    return head_losses(model, h, batch)
+
+
+def head_losses(model: nn.Module, h: Tensor, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+    """The three head losses on token states ``h [B, T, H]`` (any tagger with the heads of
+    :class:`~.model.SceneGraphTagger`); ``loss`` is their sum."""
     tag_loss = nn.functional.cross_entropy(model.tagger(h).flatten(0, 1), batch["tags"].flatten(), ignore_index=-100)
     loss = tag_loss
     out = {"tag": tag_loss.detach()}
