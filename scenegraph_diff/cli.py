@@ -253,7 +253,7 @@ def _add_parse(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--output", "-o", default=None, help="write JSON lines here instead of stdout")
     p.add_argument("--backend", default="auto", choices=["auto", "learned", "accurate", "rules"],
                    help="auto = learned parser if its weights are bundled, else rules; accurate = fine-tuned "
-                        "MiniLM tagger (more accurate, ~10x slower)")
+                        "MiniLM tagger (more accurate, ~6x slower)")
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--threads", type=int, default=1, help="BLAS threads of the learned / accurate parser (default 1)")
 

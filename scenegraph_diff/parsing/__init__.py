@@ -66,7 +66,7 @@ def load_parser(backend: str = "auto", weights: str | None = None) -> Parser:
 
     Args:
         backend: ``"auto"`` (learned if its weights exist, else rules), ``"learned"``, ``"accurate"``
-            (fine-tuned MiniLM: more accurate, ~10x slower) or ``"rules"``.
+            (fine-tuned MiniLM: more accurate, ~6x slower) or ``"rules"``.
         weights: folder with ``model.safetensors`` + ``config.json`` for the learned or accurate backend
             (default: the bundled ``assets/parser`` or ``assets/parser-accurate``).
 

@@ -213,28 +213,32 @@ class NumpyEncoderTagger(NumpyTagger):
         return f"NumpyEncoderTagger(layers={c.layers}, predicates={c.num_predicates}, params={n})"
 
     def piece_states(self, piece_ids: np.ndarray, piece_lengths: np.ndarray) -> np.ndarray:
-        """Last-layer states ``[B, P, D]`` of ``piece_ids [B, P]`` (real pieces: the first ``piece_lengths``)."""
+        """Last-layer states ``[B, P, D]`` of ``piece_ids [B, P]`` (real pieces: the first ``piece_lengths``;
+        zeros at padding). The per-piece layers run on the real pieces only; attention on the padded layout."""
         c = self.config
         s = self.state
         B, P = piece_ids.shape
+        real = np.flatnonzero((np.arange(P)[None, :] < piece_lengths[:, None]).ravel())  # [N] flat positions
         e = "bert.embeddings."
-        x = s[e + "word_embeddings.weight"][piece_ids]
-        x += s[e + "position_embeddings.weight"][:P]
+        x = s[e + "word_embeddings.weight"][piece_ids.ravel()[real]]
+        x += s[e + "position_embeddings.weight"][real % P]
         x += s[e + "token_type_embeddings.weight"][0]
-        x = _layer_norm(x, s[e + "LayerNorm.weight"], s[e + "LayerNorm.bias"], c.ln_eps).reshape(B * P, c.dim)
+        x = _layer_norm(x, s[e + "LayerNorm.weight"], s[e + "LayerNorm.bias"], c.ln_eps)  # [N, D]
         nh, dh = c.heads, c.dim // c.heads
         pad = np.arange(P)[None, :] >= piece_lengths[:, None]  # [B, P]
         bias = np.where(pad, np.float32(-1e9), np.float32(0.0))[:, None, None, :]  # [B, 1, 1, P]
+        buf = np.zeros((B * P, 3 * c.dim), dtype=np.float32)
         for L in self.layers:
             qkv = x @ L["w_qkv"]
             qkv += L["b_qkv"]
-            qkv = qkv.reshape(B, P, 3, nh, dh).transpose(2, 0, 3, 1, 4)  # [3, B, nh, P, dh]
-            scores = qkv[0] @ qkv[1].transpose(0, 1, 3, 2)  # [B, nh, P, P]
+            buf[real] = qkv
+            heads = buf.reshape(B, P, 3, nh, dh).transpose(2, 0, 3, 1, 4)  # [3, B, nh, P, dh]
+            scores = heads[0] @ heads[1].transpose(0, 1, 3, 2)  # [B, nh, P, P]
             scores += bias
             scores -= scores.max(-1, keepdims=True)
             np.exp(scores, out=scores)
             scores /= scores.sum(-1, keepdims=True)
-            ctx = (scores @ qkv[2]).transpose(0, 2, 1, 3).reshape(B * P, c.dim)
+            ctx = (scores @ heads[2]).transpose(0, 2, 1, 3).reshape(B * P, c.dim)[real]  # [N, D]
             a = ctx @ L["w_o"]
             a += L["b_o"]
             a += x
@@ -245,7 +249,9 @@ class NumpyEncoderTagger(NumpyTagger):
             f += L["b_f"]
             f += x
             x = _layer_norm(f, L["ln2_w"], L["ln2_b"], c.ln_eps)
-        return x.reshape(B, P, c.dim)
+        out = np.zeros((B * P, c.dim), dtype=np.float32)
+        out[real] = x
+        return out.reshape(B, P, c.dim)
 
     def word_states(self, piece_ids: np.ndarray, piece_lengths: np.ndarray, word_start: np.ndarray,
                     word_end: np.ndarray, lengths: np.ndarray) -> np.ndarray:
