@@ -129,7 +129,8 @@ def load_or_train(family: str, dataset: str, train, args):
             num_layers=args.layers, self_condition=args.self_condition or args.structure_features,
             structure_features=args.structure_features, output_dir=str(model_dir.parent / "ckpt"), progress=False,
             seed=args.train_seed, size_buckets=args.size_buckets, checkpoint_every=args.checkpoint_every, lr=args.lr,
-            architecture=args.architecture, pair_channels=args.pair_channels, rank=args.rank, log_every=args.log_every))
+            architecture=args.architecture, pair_channels=args.pair_channels, rank=args.rank, log_every=args.log_every,
+            warmup_steps=args.warmup_steps))
     elif family == "gdss":
         from scenegraph_diff.diffusion.gdss import GDSSConfig, GDSSGenerator, train_gdss
 
@@ -180,6 +181,7 @@ def main(argv=None) -> int:
     p.add_argument("--log-every", type=int, default=250, help="edge family: training log interval (steps)")
     p.add_argument("--checkpoint-every", type=int, default=1000, help="edge family: checkpoint interval (steps)")
     p.add_argument("--lr", type=float, default=2e-3, help="edge family: peak learning rate")
+    p.add_argument("--warmup-steps", type=int, default=100, help="edge family: linear lr warm-up steps")
     p.add_argument("--sample-batch-size", type=int, default=64,
                    help="graphs per sampling chunk (chunks are size-sorted and trimmed; smaller = less padding)")
     p.add_argument("--seeds", type=int, default=3)
