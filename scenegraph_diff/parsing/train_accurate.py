@@ -158,7 +158,7 @@ def train_accurate(cfg: AccurateTrainConfig) -> dict[str, Any]:
     start_step = 0
     ckpt = Path(cfg.checkpoint) if cfg.checkpoint else None
     if ckpt is not None and ckpt.is_file():
-        saved = torch.load(ckpt, map_location="cpu")
+        saved = torch.load(ckpt, map_location="cpu", weights_only=True)
         model.load_state_dict(saved["model"])
         opt.load_state_dict(saved["opt"])
         start_step, total = saved["step"], saved["total"]
