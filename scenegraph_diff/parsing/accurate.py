@@ -17,7 +17,6 @@ Shapes: ``B`` captions, ``P`` pieces per caption (with ``[CLS]`` / ``[SEP]``), `
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,8 +25,9 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from .align import TAGS
-from .learned import LearnedParser, NumpyTagger, Vocab, _blas_threads  # noqa: F401  (re-used by subclasses)
-from .rules import RuleBasedParser
+from .learned import (  # noqa: F401  (_blas_threads, Vocab: re-used by subclasses)
+    LearnedParser, NumpyTagger, Vocab, _blas_threads, checked_state, head_shapes, read_pretrained,
+)
 from .wordpiece import WordPiece
 
 __all__ = ["EncoderConfig", "NumpyEncoderTagger", "AccurateParser", "ACCURATE_WEIGHTS", "piece_inputs"]
@@ -62,19 +62,6 @@ class EncoderConfig:
             raise ValueError(f"EncoderConfig.dim ({self.dim}) must be a multiple of heads ({self.heads})")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"EncoderConfig.dropout must be in [0, 1), got {self.dropout}")
-
-
-def head_shapes(c: Any, H: int, num_tags: int) -> dict[str, tuple[int, ...]]:
-    """State-dict layout of the tagger heads on ``H``-d token states (shared by both taggers)."""
-    d = c.mention_dim
-    return {
-        "tagger.weight": (num_tags, H), "tagger.bias": (num_tags,),
-        "mention.0.weight": (d, 2 * H), "mention.0.bias": (d,),
-        "attr_query.0.weight": (d, 2 * H), "attr_query.0.bias": (d,), "attr_bilinear.weight": (d, d),
-        "dist.weight": (2 * c.dist_buckets + 1, 16),
-        "pair.0.weight": (c.pair_hidden, 2 * d + H + 16), "pair.0.bias": (c.pair_hidden,),
-        "pair.3.weight": (c.num_predicates + 1, c.pair_hidden), "pair.3.bias": (c.num_predicates + 1,),
-    }
 
 
 def encoder_shapes(c: EncoderConfig) -> dict[str, tuple[int, ...]]:
@@ -175,14 +162,7 @@ class NumpyEncoderTagger(NumpyTagger):
 
     def __init__(self, config: EncoderConfig, state: Mapping[str, np.ndarray]) -> None:  # noqa: D107
         self.config = c = config  # type: ignore[assignment]
-        expected = encoder_shapes(c)
-        for k, shape in expected.items():
-            if k not in state:
-                raise ValueError(f"NumpyEncoderTagger: weight {k!r} missing from the state dict")
-            if tuple(state[k].shape) != shape:
-                raise ValueError(f"NumpyEncoderTagger: weight {k!r} has shape {tuple(state[k].shape)}, "
-                                 f"expected {shape}")
-        self.state = s = {k: np.ascontiguousarray(state[k], dtype=np.float32) for k in expected}
+        self.state = s = checked_state("NumpyEncoderTagger", encoder_shapes(c), state)
         self._t = {k: np.ascontiguousarray(s[k].T) for k in head_shapes(c, c.dim, len(TAGS))
                    if k.endswith(".weight") and k != "dist.weight"}
         self.layers: list[dict[str, np.ndarray]] = []
@@ -201,11 +181,6 @@ class NumpyEncoderTagger(NumpyTagger):
                 "w_f": np.ascontiguousarray(s[p + "output.dense.weight"].T), "b_f": s[p + "output.dense.bias"],
                 "ln2_w": s[p + "output.LayerNorm.weight"], "ln2_b": s[p + "output.LayerNorm.bias"],
             })
-
-    @classmethod
-    def from_module(cls, model: Any) -> "NumpyEncoderTagger":
-        """Copy the weights of a torch :class:`~.model.EncoderTagger` (on any device)."""
-        return cls(model.config, {k: v.detach().float().cpu().numpy() for k, v in model.state_dict().items()})
 
     def __repr__(self) -> str:
         c = self.config
@@ -287,22 +262,13 @@ class AccurateParser(LearnedParser):
     """
 
     name = "accurate"
+    _numpy_class = NumpyEncoderTagger
 
     def __init__(self, model: Any, vocab: Vocab, wordpiece: WordPiece, relation_threshold: float = 0.5,
                  num_threads: int | None = 1) -> None:
-        if not isinstance(model, NumpyEncoderTagger) and not hasattr(model, "state_dict"):
-            raise TypeError(f"model must be a NumpyEncoderTagger or an EncoderTagger, got {type(model).__name__}")
-        if num_threads is not None and num_threads < 1:
-            raise ValueError(f"num_threads must be >= 1 or None, got {num_threads}")
-        self.model = model
-        self._net: NumpyEncoderTagger | None = model if isinstance(model, NumpyEncoderTagger) else None
-        self._net_key: tuple | None = None
-        self.vocab = vocab
+        self._setup(model, "an EncoderTagger", vocab, relation_threshold, num_threads)
         self.wordpiece = wordpiece
         vocab.set_dictionary(wordpiece.vocab)
-        self.relation_threshold = relation_threshold
-        self.num_threads = num_threads
-        self.rules = RuleBasedParser()
 
     def __repr__(self) -> str:
         return (f"AccurateParser({self.model!r}, relation_threshold={self.relation_threshold}, "
@@ -316,20 +282,9 @@ class AccurateParser(LearnedParser):
         Raises:
             FileNotFoundError: a file is missing (names it).
         """
-        from safetensors.numpy import load_file
-
-        from ..weights import aligned_array
-
         folder = Path(folder) if folder is not None else ACCURATE_WEIGHTS
-        for f in ("config.json", "vocab.json", "wordpiece.txt", "model.safetensors"):
-            if not (folder / f).is_file():
-                raise FileNotFoundError(f"accurate parser: {folder / f} not found (train it with "
-                                        f"`python -m scenegraph_diff.parsing.train_accurate`)")
-        cfg = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-        threshold = float(cfg.pop("relation_threshold", 0.5))
-        config = EncoderConfig(**{k: v for k, v in cfg.items() if k in EncoderConfig.__dataclass_fields__})
-        vocab = Vocab(**json.loads((folder / "vocab.json").read_text(encoding="utf-8")))
-        state = {k: aligned_array(v, np.float32) for k, v in load_file(str(folder / "model.safetensors")).items()}
+        config, vocab, state, threshold = read_pretrained(folder, EncoderConfig, "accurate parser", "train_accurate",
+                                                          ("wordpiece.txt",))
         return cls(NumpyEncoderTagger(config, state), vocab, WordPiece.from_file(folder / "wordpiece.txt"),
                    threshold, num_threads)
 
@@ -337,16 +292,6 @@ class AccurateParser(LearnedParser):
         """Write the four files (weights in float16 when ``half``; they load back as float32)."""
         super().save_pretrained(folder, extra, half)
         (Path(folder) / "wordpiece.txt").write_text("\n".join(self.wordpiece.vocab) + "\n", encoding="utf-8")
-
-    def network(self) -> NumpyEncoderTagger:
-        """The numpy network used for parsing (re-copied from a torch model whose weights changed)."""
-        if isinstance(self.model, NumpyEncoderTagger):
-            return self.model
-        params = list(self.model.state_dict(keep_vars=True).values())
-        key = tuple((p.data_ptr(), p._version, str(p.device)) for p in params)
-        if self._net is None or key != self._net_key:
-            self._net, self._net_key = NumpyEncoderTagger.from_module(self.model), key
-        return self._net
 
     def _states(self, m: NumpyTagger, words: list[list[str]]) -> np.ndarray:
         assert isinstance(m, NumpyEncoderTagger)

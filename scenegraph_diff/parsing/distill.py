@@ -11,6 +11,11 @@ predicate vocabulary and normalisation tables. For every caption the teacher giv
 distribution of every gold attribute, and the top-``k`` predicate distribution of every ordered mention
 pair. The loss is ``(1 - alpha) * gold CE + alpha * CE against the teacher`` for each of the three heads.
 The relation threshold is chosen on the held-out part; FACTUAL dev is scored once at the end, for the record.
+
+Training runs on the shared :class:`~scenegraph_diff.training.Trainer` (AdamW, cosine schedule, clipping).
+``--checkpoint DIR``: trainer checkpoints every ``--checkpoint-every`` steps, and a run resumes from the newest
+one in ``DIR``. Under ``torchrun --nproc_per_node N`` each process labels and trains on its shard of the fit
+captions (``--batch-size`` per process); process 0 alone evaluates and writes.
 """
 
 from __future__ import annotations
@@ -18,10 +23,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import random
 import sys
 import time
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -35,7 +40,11 @@ from .factual import read_factual_csv
 from .learned import DEFAULT_WEIGHTS, Featurizer, LearnedParser, TaggerConfig, _prefix
 from .model import SceneGraphTagger
 from .model import _prefix as _torch_prefix
-from .train import _default_data_root, _example, collate, evaluate
+from .train import _example, collate
+from .trainkit import (
+    EpochBatches, LossModel, add_recipe_flags, check_config, default_data_root, finish_run, heldout_split,
+    loss_step, run_cli, start_run, steps_per_epoch, summary_line,
+)
 
 __all__ = ["DistillConfig", "teacher_targets", "distill", "main"]
 
@@ -47,7 +56,7 @@ class DistillConfig:
     """Settings of one distillation run (see the module docstring)."""
 
     teacher: str
-    data_root: str = field(default_factory=_default_data_root)
+    data_root: str = field(default_factory=default_data_root)
     out: str = str(DEFAULT_WEIGHTS)
     epochs: int = 8
     batch_size: int = 64
@@ -60,11 +69,12 @@ class DistillConfig:
     seed: int = 0
     threads: int = 1
     limit: int | None = None
+    checkpoint: str | None = None  # folder of trainer checkpoints (resumed from when it holds one)
+    checkpoint_every: int = 500
+    device: str = "cpu"
 
     def __post_init__(self) -> None:
-        for k in ("epochs", "batch_size", "hidden", "top_k", "threads"):
-            if getattr(self, k) < 1:
-                raise ValueError(f"DistillConfig.{k} must be >= 1, got {getattr(self, k)}")
+        check_config(self, ("epochs", "batch_size", "hidden", "top_k", "threads", "checkpoint_every"))
         if not 0.0 <= self.alpha <= 1.0:
             raise ValueError(f"DistillConfig.alpha must be in [0, 1], got {self.alpha}")
 
@@ -174,107 +184,66 @@ def distill_step(model: SceneGraphTagger, batch: dict[str, Tensor], alpha: float
     return out
 
 
-def distill(cfg: DistillConfig) -> dict[str, Any]:
-    """Run the recipe of the module docstring; returns the summary also written to ``config.json``."""
-    from ..training import TrainConfig, Trainer
+def distill(cfg: DistillConfig) -> dict[str, Any] | None:
+    """Run the recipe of the module docstring; returns the summary also written to ``config.json``
+    (``None`` on the ranks other than 0 under ``torchrun``)."""
+    from ..training import TrainConfig, Trainer, shard_for_rank
 
-    t0 = time.time()
-    torch.set_num_threads(cfg.threads)
+    rank, world, t0 = start_run(cfg.device, cfg.threads, "DistillConfig.device")
     teacher = AccurateParser.from_pretrained(cfg.teacher)
     tcfg_json = json.loads((Path(cfg.teacher) / "config.json").read_text(encoding="utf-8"))
     tc = tcfg_json.get("metrics", {}).get("train_config", {})
-    holdout, split_seed = int(tc.get("holdout", 2000)), int(tc.get("seed", 0))
     root = Path(cfg.data_root) / "factual"
     rows = read_factual_csv(root / "train.csv")
     if tc.get("limit") is not None:
         rows = rows[: tc["limit"]]
-    order = list(range(len(rows)))
-    random.Random(split_seed).shuffle(order)  # the teacher's split (see train_accurate)
-    held = [rows[i] for i in order[:holdout]]
-    fit = [rows[i] for i in order[holdout:]]
+    fit, held = heldout_split(rows, int(tc.get("holdout", 2000)), int(tc.get("seed", 0)))  # the teacher's split
     if cfg.limit is not None:
         fit = fit[: cfg.limit]
     vocab = teacher.vocab
     pred_index = {p: i for i, p in enumerate(vocab.predicates)}
     examples = [e for e in (_example(align(r.caption, r.graph), pred_index, vocab) for r in fit) if e is not None]
+    shard = shard_for_rank(examples)
     t_label = time.time()
-    teacher_targets(teacher, examples, cfg.top_k)
-    log.info("teacher targets for %d captions in %.0f s", len(examples), time.time() - t_label)
+    teacher_targets(teacher, shard, cfg.top_k)
+    log.info("teacher targets for %d captions in %.0f s", len(shard), time.time() - t_label)
     config = TaggerConfig(num_words=len(vocab.words), num_predicates=len(vocab.predicates) - 1, hidden=cfg.hidden,
                           dropout=cfg.dropout)
     torch.manual_seed(cfg.seed)
     model = SceneGraphTagger(config)
     featurizer = Featurizer(vocab, config.char_buckets)
-    steps_per_epoch = (len(examples) + cfg.batch_size - 1) // cfg.batch_size
-    perms: dict[int, list[int]] = {}
-
-    def batches(step_i: int, _g: torch.Generator) -> dict[str, Tensor]:
-        epoch, k = divmod(step_i, steps_per_epoch)
-        if epoch not in perms:
-            g = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)
-            perms.clear()
-            perms[epoch] = torch.randperm(len(examples), generator=g).tolist()
-        idx = perms[epoch][k * cfg.batch_size : (k + 1) * cfg.batch_size]
-        return _soft_collate([examples[i] for i in idx], featurizer, cfg.top_k)
-
-    tcfg = TrainConfig(max_steps=cfg.epochs * steps_per_epoch, lr=cfg.lr, weight_decay=cfg.weight_decay,
-                       schedule="cosine", warmup_steps=min(200, steps_per_epoch), grad_clip=5.0,
-                       num_threads=cfg.threads, seed=cfg.seed, log_every=100, progress=sys.stderr.isatty())
-    trainer = Trainer(model, lambda m, b, g: distill_step(m, b, cfg.alpha), tcfg)
+    per_epoch = steps_per_epoch(len(examples), cfg.batch_size, world)
+    batches = EpochBatches(shard, cfg.batch_size, cfg.seed, lambda b: _soft_collate(b, featurizer, cfg.top_k),
+                           per_epoch)
+    tcfg = TrainConfig(max_steps=cfg.epochs * per_epoch, lr=cfg.lr, weight_decay=cfg.weight_decay,
+                       schedule="cosine", warmup_steps=min(200, per_epoch), grad_clip=5.0,
+                       num_threads=cfg.threads, seed=cfg.seed, log_every=100, progress=sys.stderr.isatty(),
+                       device=cfg.device, output_dir=cfg.checkpoint, checkpoint_every=cfg.checkpoint_every,
+                       ddp_find_unused_parameters=True)
+    trainer = Trainer(LossModel(model, partial(distill_step, alpha=cfg.alpha)), loss_step, tcfg)
     t_train = time.time()
-    history = trainer.fit(batches)
+    history = trainer.fit(batches, resume=cfg.checkpoint is not None)
     train_s = time.time() - t_train
-    model.eval()
+    if rank != 0:
+        return None
+    model.eval().to("cpu")
     parser = LearnedParser(model, vocab)
-    caps, golds = [r.caption for r in held], [r.graph for r in held]
-    best, held_scores = None, {}
-    for thr in (0.3, 0.4, 0.5, 0.6, 0.7):
-        parser.relation_threshold = thr
-        s = evaluate(parser, caps, golds, official=False)
-        held_scores[str(thr)] = {"spice_f": s["spice_f"], "set_match": s["set_match"]}
-        log.info("held-out threshold %.1f: SPICE(exact) %.2f set match %.2f", thr, s["spice_f"], s["set_match"])
-        key = (s["spice_f"] + s["set_match"], thr == 0.5)
-        if best is None or key > best[0]:
-            best = (key, thr)
-    parser.relation_threshold = best[1] if best else 0.5
-    dev_rows = read_factual_csv(root / "dev.csv")
-    dev = evaluate(parser, [r.caption for r in dev_rows], [r.graph for r in dev_rows])  # the record, not used
-    summary = {"metrics": {
-        "dev": dev, "heldout": held_scores, "teacher": str(cfg.teacher), "fit_captions": len(fit),
-        "heldout_captions": len(held), "steps": tcfg.max_steps,
+    return finish_run(parser, held, cfg.data_root, cfg.out, {
+        "teacher": str(cfg.teacher), "fit_captions": len(fit), "heldout_captions": len(held), "steps": trainer.step,
         "final_loss": history[-1]["loss"] if history else None, "train_seconds": round(train_s, 1),
-        "total_seconds": round(time.time() - t0, 1), "threads": cfg.threads, "train_config": asdict(cfg),
-    }}
-    parser.save_pretrained(cfg.out, extra=summary)
-    log.info("dev: SPICE F %.2f, Set Match %.2f (official: %s); wrote %s in %.0f s", dev["spice_f"],
-             dev["set_match"], dev["official"], cfg.out, time.time() - t0)
-    return summary
+        "threads": cfg.threads, "world_size": world, "train_config": asdict(cfg)}, t0)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Command-line entry point (see the module docstring)."""
-    p = argparse.ArgumentParser(prog="python -m scenegraph_diff.parsing.distill", description=__doc__.split("\n")[0])
+    """Command-line entry point (see the module docstring; runs under ``torchrun`` too)."""
+    p = argparse.ArgumentParser(
+        prog="python -m scenegraph_diff.parsing.distill", description=__doc__.split("\n")[0],
+        epilog="Runs on the shared Trainer, alone or under `torchrun --nproc_per_node N` (gloo on CPU, nccl on "
+               "CUDA); new with that move: --checkpoint, --checkpoint-every and --device.")
     p.add_argument("--teacher", required=True, help="folder of an accurate parser")
     d = DistillConfig(teacher="")
-    p.add_argument("--data-root", default=d.data_root)
-    p.add_argument("--out", default=d.out)
-    for name in ("epochs", "batch_size", "hidden", "top_k", "seed", "threads"):
-        p.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(d, name))
-    for name in ("lr", "weight_decay", "dropout", "alpha"):
-        p.add_argument("--" + name.replace("_", "-"), type=float, default=getattr(d, name))
-    p.add_argument("--limit", type=int, default=None)
-    args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        cfg = DistillConfig(**vars(args))
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    summary = distill(cfg)
-    m = summary["metrics"]
-    print(json.dumps({"dev_spice_f": m["dev"]["spice_f"], "dev_set_match": m["dev"]["set_match"],
-                      "train_seconds": m["train_seconds"], "out": cfg.out}))
-    return 0
+    add_recipe_flags(p, d, ("epochs", "hidden", "top_k", "seed", "threads"), ("lr", "weight_decay", "dropout", "alpha"))
+    return run_cli(p, argv, lambda a: DistillConfig(**a), distill, summary_line)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -194,11 +194,11 @@ def char_ngrams(word: str, buckets: int) -> list[int]:
     return [zlib.crc32(g.encode("utf-8")) % buckets for g in grams]
 
 
-def _expected_shapes(c: TaggerConfig, num_tags: int) -> dict[str, tuple[int, ...]]:
-    """The torch state-dict layout of :class:`~.model.SceneGraphTagger` for ``c``."""
-    h, d, H = c.hidden, c.mention_dim, 2 * c.hidden
-    shapes: dict[str, tuple[int, ...]] = {
-        "word.weight": (c.num_words, c.word_dim), "chars.weight": (c.char_buckets, c.char_dim),
+def head_shapes(c: Any, H: int, num_tags: int) -> dict[str, tuple[int, ...]]:
+    """State-dict layout of the tagger heads on ``H``-d token states (shared by both taggers; ``c`` is a
+    :class:`TaggerConfig` or an :class:`~.accurate.EncoderConfig`)."""
+    d = c.mention_dim
+    return {
         "tagger.weight": (num_tags, H), "tagger.bias": (num_tags,),
         "mention.0.weight": (d, 2 * H), "mention.0.bias": (d,),
         "attr_query.0.weight": (d, 2 * H), "attr_query.0.bias": (d,), "attr_bilinear.weight": (d, d),
@@ -206,6 +206,31 @@ def _expected_shapes(c: TaggerConfig, num_tags: int) -> dict[str, tuple[int, ...
         "pair.0.weight": (c.pair_hidden, 2 * d + H + 16), "pair.0.bias": (c.pair_hidden,),
         "pair.3.weight": (c.num_predicates + 1, c.pair_hidden), "pair.3.bias": (c.num_predicates + 1,),
     }
+
+
+def checked_state(owner: str, expected: Mapping[str, tuple[int, ...]], state: Mapping[str, np.ndarray]
+                  ) -> dict[str, np.ndarray]:
+    """The ``expected`` weights of ``state`` as contiguous float32 arrays.
+
+    Raises:
+        ValueError: a weight is missing or has the wrong shape (names it and ``owner``).
+    """
+    for k, shape in expected.items():
+        if k not in state:
+            raise ValueError(f"{owner}: weight {k!r} missing from the state dict")
+        if tuple(state[k].shape) != shape:
+            raise ValueError(f"{owner}: weight {k!r} has shape {tuple(state[k].shape)}, expected {shape}")
+    return {k: np.ascontiguousarray(state[k], dtype=np.float32) for k in expected}
+
+
+def _expected_shapes(c: TaggerConfig, num_tags: int) -> dict[str, tuple[int, ...]]:
+    """The torch state-dict layout of :class:`~.model.SceneGraphTagger` for ``c``."""
+    h = c.hidden
+    shapes: dict[str, tuple[int, ...]] = {
+        "word.weight": (c.num_words, c.word_dim), "chars.weight": (c.char_buckets, c.char_dim),
+        **head_shapes(c, 2 * h, num_tags),
+    }
+    H = 2 * h
     for layer in range(c.layers):
         inp = c.word_dim + c.char_dim if layer == 0 else H
         for sfx in ("", "_reverse"):
@@ -233,13 +258,7 @@ class NumpyTagger:
 
     def __init__(self, config: TaggerConfig, state: Mapping[str, np.ndarray]) -> None:
         self.config = c = config
-        expected = _expected_shapes(c, len(TAGS))
-        for k, shape in expected.items():
-            if k not in state:
-                raise ValueError(f"NumpyTagger: weight {k!r} missing from the state dict")
-            if tuple(state[k].shape) != shape:
-                raise ValueError(f"NumpyTagger: weight {k!r} has shape {tuple(state[k].shape)}, expected {shape}")
-        self.state = {k: np.ascontiguousarray(state[k], dtype=np.float32) for k in expected}
+        self.state = checked_state("NumpyTagger", _expected_shapes(c, len(TAGS)), state)
         s, h = self.state, c.hidden
         perm = np.r_[0 : 2 * h, 3 * h : 4 * h, 2 * h : 3 * h]  # torch gates (i, f, g, o) -> (i, f, o, g)
         self.lstm: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
@@ -258,7 +277,8 @@ class NumpyTagger:
 
     @classmethod
     def from_module(cls, model: Any) -> "NumpyTagger":
-        """Copy the weights of a torch :class:`~.model.SceneGraphTagger` (on any device)."""
+        """Copy the weights of a torch :class:`~.model.SceneGraphTagger` (on any device); on the subclass
+        :class:`~.accurate.NumpyEncoderTagger`, of an :class:`~.model.EncoderTagger`."""
         return cls(model.config, {k: v.detach().float().cpu().numpy() for k, v in model.state_dict().items()})
 
     def __repr__(self) -> str:
@@ -530,6 +550,32 @@ class _blas_threads:
             self.ctl = None
 
 
+def read_pretrained(folder: Path, config_class: type, what: str, trainer: str,
+                    extra_files: Sequence[str] = ()) -> tuple[Any, Vocab, dict[str, np.ndarray], float]:
+    """``(config, vocab, float32 weights, relation threshold)`` of a saved parser folder (``config.json``,
+    ``vocab.json``, ``model.safetensors`` and ``extra_files``); ``config_class`` takes the ``config.json``
+    entries it has fields for.
+
+    Raises:
+        FileNotFoundError: a file is missing (names it, and ``python -m scenegraph_diff.parsing.<trainer>``).
+    """
+    from safetensors.numpy import load_file
+
+    from ..weights import aligned_array
+
+    for f in ("config.json", "vocab.json", *extra_files, "model.safetensors"):
+        if not (folder / f).is_file():
+            raise FileNotFoundError(f"{what}: {folder / f} not found (train it with "
+                                    f"`python -m scenegraph_diff.parsing.{trainer}`)")
+    cfg = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    threshold = float(cfg.pop("relation_threshold", 0.5))
+    config = config_class(**{k: v for k, v in cfg.items() if k in config_class.__dataclass_fields__})
+    vocab = Vocab(**json.loads((folder / "vocab.json").read_text(encoding="utf-8")))
+    # float32 copies in owned, 64-byte aligned memory (not views of the file's bytes)
+    state = {k: aligned_array(v, np.float32) for k, v in load_file(str(folder / "model.safetensors")).items()}
+    return config, vocab, state, threshold
+
+
 class LearnedParser:
     """The learned backend (see the module docstring).
 
@@ -550,22 +596,30 @@ class LearnedParser:
     """
 
     name = "learned"
+    #: the numpy network class of this backend (parsing runs on it; torch models are copied into one)
+    _numpy_class: type = NumpyTagger
 
     def __init__(self, model: "NumpyTagger | SceneGraphTagger", vocab: Vocab, relation_threshold: float = 0.5,
                  num_threads: int | None = 1) -> None:
-        if num_threads is not None and num_threads < 1:
-            raise ValueError(f"num_threads must be >= 1 or None, got {num_threads}")
-        if not isinstance(model, NumpyTagger) and not hasattr(model, "state_dict"):
-            raise TypeError(f"model must be a NumpyTagger or a SceneGraphTagger, got {type(model).__name__}")
-        self.model = model
-        self._net: NumpyTagger | None = model if isinstance(model, NumpyTagger) else None
-        self._net_key: tuple | None = None
+        self._setup(model, "a SceneGraphTagger", vocab, relation_threshold, num_threads)
         self._inputs_of: NumpyTagger | None = None
         self._inputs: dict[str, np.ndarray] = {}
+        self.featurizer = Featurizer(vocab, model.config.char_buckets)
+
+    def _setup(self, model: Any, torch_kind: str, vocab: Vocab, relation_threshold: float,
+               num_threads: int | None) -> None:
+        """What both backends' constructors do: check the arguments and keep them."""
+        if num_threads is not None and num_threads < 1:
+            raise ValueError(f"num_threads must be >= 1 or None, got {num_threads}")
+        numpy_class = self._numpy_class
+        if not isinstance(model, numpy_class) and not hasattr(model, "state_dict"):
+            raise TypeError(f"model must be a {numpy_class.__name__} or {torch_kind}, got {type(model).__name__}")
+        self.model = model
+        self._net: NumpyTagger | None = model if isinstance(model, numpy_class) else None
+        self._net_key: tuple | None = None
         self.vocab = vocab
         self.relation_threshold = relation_threshold
         self.num_threads = num_threads
-        self.featurizer = Featurizer(vocab, model.config.char_buckets)
         self.rules = RuleBasedParser()
 
     def __repr__(self) -> str:
@@ -580,22 +634,8 @@ class LearnedParser:
         Raises:
             FileNotFoundError: a file is missing (names it).
         """
-        from safetensors.numpy import load_file
-
-        from ..weights import aligned_array
-
         folder = Path(folder) if folder is not None else DEFAULT_WEIGHTS
-        for f in ("config.json", "vocab.json", "model.safetensors"):
-            if not (folder / f).is_file():
-                raise FileNotFoundError(f"learned parser: {folder / f} not found (train it with "
-                                        f"`python -m scenegraph_diff.parsing.train`)")
-        cfg = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-        threshold = float(cfg.pop("relation_threshold", 0.5))
-        cfg.pop("metrics", None)
-        config = TaggerConfig(**{k: v for k, v in cfg.items() if k in TaggerConfig.__dataclass_fields__})
-        vocab = Vocab(**json.loads((folder / "vocab.json").read_text(encoding="utf-8")))
-        # float32 copies in owned, 64-byte aligned memory (not views of the file's bytes)
-        state = {k: aligned_array(v, np.float32) for k, v in load_file(str(folder / "model.safetensors")).items()}
+        config, vocab, state, threshold = read_pretrained(folder, TaggerConfig, "learned parser", "train")
         model = NumpyTagger(config, state)
         for words in (folder / "wordpiece.txt", DEFAULT_WEIGHTS.parent / "parser-accurate" / "wordpiece.txt"):
             if words.is_file():  # the real-word list of spelling corrections
@@ -619,12 +659,12 @@ class LearnedParser:
 
     def network(self) -> NumpyTagger:
         """The numpy network used for parsing (re-copied from a torch model whose weights changed)."""
-        if isinstance(self.model, NumpyTagger):
+        if isinstance(self.model, self._numpy_class):
             return self.model
         params = list(self.model.state_dict(keep_vars=True).values())
         key = tuple((p.data_ptr(), p._version, str(p.device)) for p in params)
         if self._net is None or key != self._net_key:
-            self._net, self._net_key = NumpyTagger.from_module(self.model), key
+            self._net, self._net_key = self._numpy_class.from_module(self.model), key
         return self._net
 
     # ------------------------------------------------------------------ parsing

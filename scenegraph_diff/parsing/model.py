@@ -37,16 +37,7 @@ class SceneGraphTagger(nn.Module):
         self.drop = nn.Dropout(c.dropout)
         self.lstm = nn.LSTM(c.word_dim + c.char_dim, c.hidden, num_layers=c.layers, bidirectional=True,
                             batch_first=True, dropout=c.dropout if c.layers > 1 else 0.0)
-        h = 2 * c.hidden
-        self.tagger = nn.Linear(h, len(TAGS))
-        self.mention = nn.Sequential(nn.Linear(2 * h, c.mention_dim), nn.ReLU())
-        self.attr_query = nn.Sequential(nn.Linear(2 * h, c.mention_dim), nn.ReLU())
-        self.attr_bilinear = nn.Linear(c.mention_dim, c.mention_dim, bias=False)
-        self.dist = nn.Embedding(2 * c.dist_buckets + 1, 16)
-        self.pair = nn.Sequential(
-            nn.Linear(2 * c.mention_dim + h + 16, c.pair_hidden), nn.ReLU(), nn.Dropout(c.dropout),
-            nn.Linear(c.pair_hidden, c.num_predicates + 1),
-        )
+        _heads(self, c, 2 * c.hidden, c.dropout)
 
     def __repr__(self) -> str:
         c = self.config

@@ -8,12 +8,14 @@ captions is reported), build the vocabularies and normalisation tables, train
 (AdamW, cosine schedule, gradient clipping, one CPU thread by default), pick the relation threshold on
 dev, score dev with FACTUAL's metric and save ``model.safetensors`` + ``config.json`` + ``vocab.json``
 (``config.json`` records the dev scores, the data sizes and the wall time of the run).
+
+Under ``torchrun --nproc_per_node N`` (gloo on CPU, nccl on CUDA) each process trains on its shard of
+the captions with ``--batch-size`` captions per step; process 0 scores and writes the weights.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 import time
@@ -26,20 +28,20 @@ import torch
 from torch import Tensor, nn
 
 from .align import Alignment, align
-from .factual import graph_to_string, read_factual_csv
+from .factual import read_factual_csv
 from .learned import COPY, DEFAULT_WEIGHTS, MAX_SEQ, Featurizer, LearnedParser, TaggerConfig, Vocab, predicate_words
 from .model import SceneGraphTagger, _prefix
-from .metrics import score_graph_strings
+from .trainkit import (
+    EpochBatches, LossModel, check_config, default_data_root, evaluate, loss_step, pick_threshold, run_cli, start_run,
+)
+from .trainkit import steps_per_epoch as _steps_per_epoch
 
 __all__ = ["ParserTrainConfig", "train_parser", "build_vocab", "head_losses", "main"]
 
 log = logging.getLogger(__name__)
 
 
-def _default_data_root() -> str:
-    """``../shared/datasets`` relative to the repository (when present), else relative to the working folder."""
-    repo_side = Path(__file__).resolve().parents[2].parent / "shared" / "datasets"
-    return str(repo_side) if repo_side.is_dir() else "../shared/datasets"
+_default_data_root = default_data_root  # (the old name)
 
 
 @dataclass(frozen=True)
@@ -65,14 +67,7 @@ class ParserTrainConfig:
     device: str = "cpu"
 
     def __post_init__(self) -> None:
-        for k in ("epochs", "batch_size", "min_word_count", "threads", "hidden"):
-            if getattr(self, k) < 1:
-                raise ValueError(f"ParserTrainConfig.{k} must be >= 1, got {getattr(self, k)}")
-        if self.lr <= 0:
-            raise ValueError(f"ParserTrainConfig.lr must be > 0, got {self.lr}")
-        from ..devices import check_device
-
-        check_device(self.device, "ParserTrainConfig.device")
+        check_config(self, ("epochs", "batch_size", "min_word_count", "threads", "hidden"))
 
 
 def _majority_forms(pairs: Sequence[tuple[str, str]]) -> dict[str, str]:
@@ -193,10 +188,15 @@ def collate(examples: Sequence[dict[str, Any]], featurizer: Featurizer) -> dict[
             "acand": cand, "avalid": valid, "pb": t(pb), "p1": t(p1), "p2": t(p2), "plab": t(plab)}
 
 
-def step(model: SceneGraphTagger, batch: dict[str, Tensor], generator: torch.Generator) -> dict[str, Tensor]:
+def step_loss(model: SceneGraphTagger, batch: dict[str, Tensor]) -> dict[str, Tensor]:
     """Loss = tag CE + attribute-link CE + relation-pair CE (teacher-forced gold mentions)."""
     h = model.encode(batch["word_ids"], batch["char_ids"], batch["offsets"], batch["lengths"])  # [B, T, H]
     return head_losses(model, h, batch)
+
+
+def step(model: SceneGraphTagger, batch: dict[str, Tensor], generator: torch.Generator) -> dict[str, Tensor]:
+    """:func:`step_loss` with the trainer's step signature (for an unwrapped model)."""
+    return step_loss(model, batch)
 
 
 def head_losses(model: nn.Module, h: Tensor, batch: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -225,20 +225,16 @@ def head_losses(model: nn.Module, h: Tensor, batch: dict[str, Tensor]) -> dict[s
     return out
 
 
-def evaluate(parser: LearnedParser, captions: Sequence[str], golds: Sequence[str], official: bool | None = None) -> dict:
-    graphs = parser.parse_batch(list(captions))
-    return score_graph_strings([graph_to_string(g) for g in graphs], golds, official=official).to_dict()
+def train_parser(cfg: ParserTrainConfig) -> dict[str, Any] | None:
+    """Run the whole recipe (see the module docstring); returns the summary also written to ``config.json``.
 
+    Under ``torchrun`` each rank trains on its shard of the examples (``batch_size`` per rank) and rank 0
+    alone picks the threshold, scores and saves; the other ranks return ``None``.
+    """
+    from ..training import TrainConfig, Trainer, shard_for_rank
 
-def train_parser(cfg: ParserTrainConfig) -> dict[str, Any]:
-    """Run the whole recipe (see the module docstring); returns the summary also written to ``config.json``."""
-    from ..training import TrainConfig, Trainer
-
-    from ..devices import resolve_device
-
-    resolve_device(cfg.device, "ParserTrainConfig.device")  # RuntimeError before any work when CUDA is missing
-    t0 = time.time()
-    torch.set_num_threads(cfg.threads)
+    # RuntimeError before any work when CUDA is missing
+    rank, world, t0 = start_run(cfg.device, cfg.threads, "ParserTrainConfig.device")
     root = Path(cfg.data_root) / "factual"
     train_rows = read_factual_csv(root / "train.csv")
     dev_rows = read_factual_csv(root / "dev.csv")
@@ -260,41 +256,24 @@ def train_parser(cfg: ParserTrainConfig) -> dict[str, Any]:
     model = SceneGraphTagger(config)
     log.info("%r", model)
     featurizer = Featurizer(vocab, config.char_buckets)
-    steps_per_epoch = (len(examples) + cfg.batch_size - 1) // cfg.batch_size
-    perms: dict[int, list[int]] = {}
-
-    def batches(step_i: int, _g: torch.Generator) -> dict[str, Tensor]:
-        epoch, k = divmod(step_i, steps_per_epoch)
-        if epoch not in perms:
-            g = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)
-            perms.clear()
-            perms[epoch] = torch.randperm(len(examples), generator=g).tolist()
-        idx = perms[epoch][k * cfg.batch_size : (k + 1) * cfg.batch_size]
-        return collate([examples[i] for i in idx], featurizer)
-
-    tcfg = TrainConfig(max_steps=cfg.epochs * steps_per_epoch, lr=cfg.lr, weight_decay=cfg.weight_decay,
-                       schedule="cosine", warmup_steps=min(200, steps_per_epoch), grad_clip=5.0,
+    per_epoch = _steps_per_epoch(len(examples), cfg.batch_size, world)
+    batches = EpochBatches(shard_for_rank(examples), cfg.batch_size, cfg.seed, lambda b: collate(b, featurizer),
+                           per_epoch)
+    tcfg = TrainConfig(max_steps=cfg.epochs * per_epoch, lr=cfg.lr, weight_decay=cfg.weight_decay,
+                       schedule="cosine", warmup_steps=min(200, per_epoch), grad_clip=5.0,
                        num_threads=cfg.threads, seed=cfg.seed, log_every=100, progress=sys.stderr.isatty(),
-                       device=cfg.device)
-    trainer = Trainer(model, step, tcfg)
+                       device=cfg.device, ddp_find_unused_parameters=world > 1)
+    trainer = Trainer(LossModel(model, step_loss), loss_step, tcfg)
     t_train = time.time()
     history = trainer.fit(batches)
     train_s = time.time() - t_train
+    if rank != 0:
+        return None
     model.eval().to("cpu")  # the parser's numpy network copies CPU weights
     parser = LearnedParser(model, vocab)
     parser.save_pretrained(cfg.out, extra={"metrics": {"train_seconds": round(train_s, 1), "dev": None}})
-    # Relation threshold: chosen on dev (the test split is never seen).
-    caps, golds = [r.caption for r in dev_rows], [r.graph for r in dev_rows]
-    best = None
-    for thr in (0.3, 0.4, 0.5, 0.6, 0.7):
-        parser.relation_threshold = thr
-        s = evaluate(parser, caps, golds, official=False)
-        log.info("dev threshold %.1f: SPICE(exact) %.2f set match %.2f", thr, s["spice_f"], s["set_match"])
-        key = (s["spice_f"] + s["set_match"], thr == 0.5)
-        if best is None or key > best[0]:
-            best = (key, thr)
-    parser.relation_threshold = best[1]
-    scores = evaluate(parser, caps, golds)
+    pick_threshold(parser, dev_rows, "dev")  # chosen on dev (the test split is never seen)
+    scores = evaluate(parser, [r.caption for r in dev_rows], [r.graph for r in dev_rows])
     summary = {
         "metrics": {
             "dev": scores,
@@ -316,12 +295,13 @@ def train_parser(cfg: ParserTrainConfig) -> dict[str, Any]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry point (see the module docstring; runs under ``torchrun`` too)."""
     p = argparse.ArgumentParser(prog="python -m scenegraph_diff.parsing.train", description=__doc__.split("\n")[0])
     d = ParserTrainConfig()
     p.add_argument("--data-root", default=d.data_root, help="folder with factual/{train,dev}.csv")
     p.add_argument("--out", default=d.out, help="output folder (default: the bundled assets/parser)")
     p.add_argument("--epochs", type=int, default=d.epochs)
-    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help="captions per batch (per process under torchrun)")
     p.add_argument("--lr", type=float, default=d.lr)
     p.add_argument("--hidden", type=int, default=d.hidden)
     p.add_argument("--dropout", type=float, default=d.dropout)
@@ -329,26 +309,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=d.threads, help="torch CPU threads (default 1)")
     p.add_argument("--limit", type=int, default=None, help="use only the first N training captions")
     p.add_argument("--device", default=d.device, help="training device: cpu (default, reproducible), cuda, cuda:N or auto")
-    args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        cfg = ParserTrainConfig(data_root=args.data_root, out=args.out, epochs=args.epochs, batch_size=args.batch_size,
-                                lr=args.lr, hidden=args.hidden, dropout=args.dropout, seed=args.seed,
-                                threads=args.threads, limit=args.limit, device=args.device)
-        from ..devices import resolve_device
-
-        resolve_device(cfg.device, "--device")
-    except (ValueError, RuntimeError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    if not (Path(cfg.data_root) / "factual" / "train.csv").is_file():
-        print(f"error: {Path(cfg.data_root) / 'factual' / 'train.csv'} not found (--data-root)", file=sys.stderr)
-        return 2
-    summary = train_parser(cfg)
-    m = summary["metrics"]
-    print(json.dumps({"dev_spice_f": m["dev"]["spice_f"], "dev_set_match": m["dev"]["set_match"],
-                      "train_seconds": m["train_seconds"], "total_seconds": m["total_seconds"], "out": cfg.out}))
-    return 0
+    return run_cli(p, argv, lambda a: ParserTrainConfig(**a), train_parser,
+                   lambda m, cfg: {"dev_spice_f": m["dev"]["spice_f"], "dev_set_match": m["dev"]["set_match"],
+                                   "train_seconds": m["train_seconds"], "total_seconds": m["total_seconds"],
+                                   "out": cfg.out})
 
 
 if __name__ == "__main__":  # pragma: no cover

