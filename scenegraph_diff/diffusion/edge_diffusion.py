@@ -27,7 +27,8 @@ from .sde import VPSDE
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["EdgeDiffusionConfig", "EdgeDiffusionGenerator", "size_bucketed_batches", "train_edge_diffusion"]
+__all__ = ["EdgeDiffusionConfig", "EdgeDiffusionGenerator", "cond_dims", "size_bucketed_batches", "train_edge_diffusion",
+           "warm_start"]
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,13 @@ class EdgeDiffusionConfig:
     pair_channels: int = 16
     rank: int = 16
     log_every: int = 250
+    # opt-in DiGress cycle counts of x̂₀ (triangles / 4-cycles per pair and node, :func:`.structure.cycle_features`;
+    # needs structure_features)
+    cycle_features: bool = False
+    # warm start: a saved EdgeDiffusionGenerator folder whose weights initialise the network; input channels the
+    # saved model lacks (e.g. the cycle features) get zero weights, so the warm-started network computes exactly
+    # the saved one until training moves them
+    init_from: str | None = None
 
     def __post_init__(self) -> None:
         check_device(self.device, "EdgeDiffusionConfig.device")
@@ -70,20 +78,25 @@ class EdgeDiffusionConfig:
             raise ValueError(f"size_buckets must be >= 0, got {self.size_buckets}")
         if self.architecture not in ("ppgn", "lowrank"):
             raise ValueError(f"architecture must be 'ppgn' or 'lowrank', got {self.architecture!r}")
+        if self.cycle_features and not self.structure_features:
+            raise ValueError("cycle_features=True needs structure_features=True")
 
 
 class EdgeDiffusionGenerator(ModelOnDevice):
     """Denoiser + SDE + node-count distribution. ``generate`` returns ``{"num_nodes", "edges"}`` dicts."""
 
-    def __init__(self, model: EdgeDenoiser | LowRankEdgeDenoiser, sde: VPSDE, node_counts: Sequence[int], structure_features: bool = False
-                 ) -> None:
-        from .structure import EDGE_STRUCT_DIM, NODE_STRUCT_DIM
-
-        if structure_features and (model.config.edge_cond_dim, model.config.node_cond_dim) != (1 + EDGE_STRUCT_DIM,
-                                                                                               NODE_STRUCT_DIM):
-            raise ValueError(f"structure_features needs edge_cond_dim={1 + EDGE_STRUCT_DIM}, node_cond_dim="
-                             f"{NODE_STRUCT_DIM}; the model has {model.config.edge_cond_dim}, {model.config.node_cond_dim}")
+    def __init__(self, model: EdgeDenoiser | LowRankEdgeDenoiser, sde: VPSDE, node_counts: Sequence[int], structure_features: bool = False,
+                 cycle_features: bool = False) -> None:
+        if cycle_features and not structure_features:
+            raise ValueError("cycle_features=True needs structure_features=True")
+        if structure_features:
+            e, nd = cond_dims(True, True, cycle_features)
+            if (model.config.edge_cond_dim, model.config.node_cond_dim) != (e, nd):
+                raise ValueError(f"structure_features{' + cycle_features' if cycle_features else ''} needs "
+                                 f"edge_cond_dim={e}, node_cond_dim={nd}; the model has {model.config.edge_cond_dim}, "
+                                 f"{model.config.node_cond_dim}")
         self.structure_features = structure_features
+        self.cycle_features = cycle_features
         self.model = model.eval()
         self.sde = sde
         self.node_counts = [int(n) for n in node_counts]
@@ -106,7 +119,8 @@ class EdgeDiffusionGenerator(ModelOnDevice):
         def fn(A_t: Tensor, t: Tensor) -> Tensor:
             sc = prev[-1] if prev else torch.zeros_like(A_t)
             x0 = self.model.x0_prediction(A_t, t, node_mask,
-                                          **self_condition_inputs(sc, node_mask, self.structure_features, use=bool(prev)))
+                                          **self_condition_inputs(sc, node_mask, self.structure_features, use=bool(prev),
+                                                                  cycles=self.cycle_features))
             prev[:] = [x0]
             return x0
 
@@ -151,6 +165,7 @@ class EdgeDiffusionGenerator(ModelOnDevice):
         self.model.save_pretrained(path / "model")
         meta = {"family": "edge", "sde": {"beta_min": self.sde.beta_min, "beta_max": self.sde.beta_max}, "node_counts": self.node_counts,
                 "structure_features": self.structure_features,
+                **({"cycle_features": True} if self.cycle_features else {}),
                 "architecture": "lowrank" if isinstance(self.model, LowRankEdgeDenoiser) else "ppgn"}
         (path / "generator.json").write_text(json.dumps(meta))
 
@@ -162,15 +177,56 @@ class EdgeDiffusionGenerator(ModelOnDevice):
         meta = json.loads((path / "generator.json").read_text())
         model_cls = LowRankEdgeDenoiser if meta.get("architecture", "ppgn") == "lowrank" else EdgeDenoiser
         model = model_cls.from_pretrained(path / "model")
-        return cls(model, VPSDE(**meta["sde"]), meta["node_counts"], meta.get("structure_features", False))
+        return cls(model, VPSDE(**meta["sde"]), meta["node_counts"], meta.get("structure_features", False),
+                   meta.get("cycle_features", False))
 
 
-def edge_step(sde: VPSDE, self_condition: bool = False, structure: bool = False):
+def cond_dims(self_condition: bool, structure: bool, cycles: bool = False) -> tuple[int, int]:
+    """``(edge_cond_dim, node_cond_dim)`` of the denoiser for these self-conditioning inputs."""
+    from .structure import EDGE_CYCLE_DIM, EDGE_STRUCT_DIM, NODE_CYCLE_DIM, NODE_STRUCT_DIM
+
+    if not structure:
+        return (1 if self_condition else 0), 0
+    return (1 + EDGE_STRUCT_DIM + (EDGE_CYCLE_DIM if cycles else 0),
+            NODE_STRUCT_DIM + (NODE_CYCLE_DIM if cycles else 0))
+
+
+def warm_start(model: nn.Module, saved: nn.Module) -> nn.Module:
+    """Copy ``saved``'s weights into ``model`` (same architecture, possibly more condition channels). The input
+    layer's columns are matched by role (``A_t``, diagonal, pair mask, edge conditions, node conditions of ``i``,
+    of ``j``), and the columns ``saved`` lacks are zero, so ``model`` computes what ``saved`` does when fed the same
+    conditions plus any values in the new channels."""
+    if not (isinstance(model, EdgeDenoiser) and isinstance(saved, EdgeDenoiser)):
+        raise TypeError("warm_start supports EdgeDenoiser (PPGN) models")
+    cs, cm = saved.config, model.config
+    if cs.edge_cond_dim > cm.edge_cond_dim or cs.node_cond_dim > cm.node_cond_dim:
+        raise ValueError("warm_start: the saved model has more condition channels than the new one")
+    state = saved.state_dict()
+    own = model.state_dict()
+    base = 3
+    for name, w in state.items():
+        if own[name].shape == w.shape:
+            own[name] = w.clone()
+            continue
+        if not name.endswith(".weight") or w.dim() != 2 or w.shape[0] != own[name].shape[0]:
+            raise ValueError(f"warm_start: {name} has shape {tuple(w.shape)} vs {tuple(own[name].shape)}")
+        new = torch.zeros_like(own[name])
+        es, em, ns, nm = cs.edge_cond_dim, cm.edge_cond_dim, cs.node_cond_dim, cm.node_cond_dim
+        new[:, : base + es] = w[:, : base + es]
+        new[:, base + em : base + em + ns] = w[:, base + es : base + es + ns]
+        new[:, base + em + nm : base + em + nm + ns] = w[:, base + es + ns : base + es + 2 * ns]
+        own[name] = new
+    model.load_state_dict(own)
+    return model
+
+
+def edge_step(sde: VPSDE, self_condition: bool = False, structure: bool = False, cycles: bool = False):
     """The training step for :class:`~scenegraph_diff.training.Trainer`: batch = ``(A0, node_mask)``."""
 
     def step(model, batch, generator):
         A0, mask = batch
-        loss = edge_x0_loss(model, sde, A0, mask, generator, self_condition=self_condition, structure=structure)
+        loss = edge_x0_loss(model, sde, A0, mask, generator, self_condition=self_condition, structure=structure,
+                            cycles=cycles)
         return {"loss": loss}
 
     return step
@@ -214,18 +270,18 @@ def train_edge_diffusion(train_graphs: Sequence[dict], config: EdgeDiffusionConf
 
     A, mask = graphs_to_adjacency(train_graphs)
     sde = VPSDE(config.beta_min, config.beta_max)
-    from .structure import EDGE_STRUCT_DIM, NODE_STRUCT_DIM
-
     if config.structure_features and not config.self_condition:
         raise ValueError("structure_features=True needs self_condition=True")
-    st = config.structure_features
-    dims = {"edge_cond_dim": (1 + EDGE_STRUCT_DIM) if st else (1 if config.self_condition else 0),
-            "node_cond_dim": NODE_STRUCT_DIM if st else 0}
+    st, cy = config.structure_features, config.cycle_features
+    e_dim, n_dim = cond_dims(config.self_condition, st, cy)
+    dims = {"edge_cond_dim": e_dim, "node_cond_dim": n_dim}
     if config.architecture == "lowrank":
         model: nn.Module = LowRankEdgeDenoiser(channels=config.channels, pair_channels=config.pair_channels,
                                                num_layers=config.num_layers, rank=config.rank, **dims)
     else:
         model = EdgeDenoiser(channels=config.channels, num_layers=config.num_layers, **dims)
+    if config.init_from is not None:
+        warm_start(model, EdgeDiffusionGenerator.from_pretrained(config.init_from).model)
 
     batches = size_bucketed_batches(A, mask, config.batch_size, config.size_buckets)
 
@@ -235,12 +291,12 @@ def train_edge_diffusion(train_graphs: Sequence[dict], config: EdgeDiffusionConf
                      log_every=config.log_every,
                      checkpoint_every=config.checkpoint_every if config.output_dir else None,
                      device=config.device)
-    trainer = Trainer(model, edge_step(sde, config.self_condition, st), tc)
+    trainer = Trainer(model, edge_step(sde, config.self_condition, st, cy), tc)
     t0, c0 = time.perf_counter(), time.process_time()
     hist = trainer.fit(batches, resume=config.output_dir is not None)
     secs, cpu = time.perf_counter() - t0, time.process_time() - c0
     ema = trainer.ema_model if trainer.ema_model is not None else trainer.model
-    gen = EdgeDiffusionGenerator(ema, sde, [int(g["num_nodes"]) for g in train_graphs], st)
+    gen = EdgeDiffusionGenerator(ema, sde, [int(g["num_nodes"]) for g in train_graphs], st, cy)
     tail = [h["loss"] for h in hist[-100:]]
     return gen, {"train_seconds": max(secs, float(trainer.train_seconds)), "train_seconds_this_run": secs,
                  "train_cpu_seconds_this_run": cpu, "train_cpu_seconds": cpu, "steps": trainer.step,
